@@ -1,0 +1,83 @@
+import { z } from "zod";
+
+/**
+ * Configuration, read from the environment once at start and validated as a whole.
+ * A missing or malformed value fails at start with a sentence naming the variable.
+ */
+const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const optionalUrl = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v))
+    .refine(
+      (v) => v === undefined || protocols.some((p) => v.startsWith(`${p}://`)),
+      `must be a URL starting with ${protocols.map((p) => `${p}://`).join(" or ")}`,
+    );
+
+const schema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  HOST: z.string().default("0.0.0.0"),
+  PORT: intFrom(0, 65535).default(4000),
+  /** Base URL under which this service is reachable by clients (output links). */
+  PUBLIC_URL: optionalUrl(["http", "https"]),
+  /** Postgres connection string; unset means the embedded PGlite database in DATA_DIR. */
+  DATABASE_URL: optionalUrl(["postgres", "postgresql"]),
+  DB_POOL_SIZE: intFrom(1, 200).default(10),
+  /** Redis connection string; unset means in-process queue, pub/sub and cache. */
+  REDIS_URL: optionalUrl(["redis", "rediss"]),
+  /** Prefix for every Redis key and channel, so several deployments can share one Redis. */
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . -")
+    .default("gengate"),
+  DATA_DIR: z.string().default(".gengate"),
+  /** Signs client tokens and output URLs. Required with DATABASE_URL; generated and kept in DATA_DIR otherwise. */
+  TOKEN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  WORKER_CONCURRENCY: intFrom(1, 1000).default(16),
+  RECONCILE_INTERVAL_SECONDS: z.coerce.number().min(0.05).max(3600).default(15),
+  /** A PROCESSING generation untouched for this long is considered lost by the queue. */
+  RECONCILE_STALE_SECONDS: z.coerce.number().min(0.1).max(86400).default(60),
+  POLL_MIN_MS: intFrom(10, 600000).default(500),
+  POLL_MAX_MS: intFrom(10, 600000).default(5000),
+  OUTPUT_URL_TTL_SECONDS: intFrom(60, 30 * 86400).default(86400),
+  SHUTDOWN_TIMEOUT_SECONDS: z.coerce.number().min(0).max(600).default(25),
+  SIM_LATENCY_MS: intFrom(0, 600000).default(3000),
+  SIM_LATENCY_JITTER: z.coerce.number().min(0).max(1).default(0.3),
+  SIM_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+  SIM_PROGRESS_STEPS: intFrom(1, 100).default(5),
+});
+
+export type Env = z.infer<typeof schema>;
+
+export interface Config extends Omit<Env, "PUBLIC_URL"> {
+  PUBLIC_URL: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
+  }
+  const c = parsed.data;
+  if (c.DATABASE_URL && !c.TOKEN_SECRET) {
+    throw new ConfigError(
+      "Invalid configuration:\n  TOKEN_SECRET: required when DATABASE_URL is set (at least 32 random characters, shared by every process)",
+    );
+  }
+  if (c.POLL_MIN_MS > c.POLL_MAX_MS) {
+    throw new ConfigError("Invalid configuration:\n  POLL_MIN_MS: must not exceed POLL_MAX_MS");
+  }
+  const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");
+  return { ...c, PUBLIC_URL: publicUrl };
+}

@@ -1,0 +1,54 @@
+import { Column, Entity, Index, PrimaryGeneratedColumn } from "typeorm";
+import { usd } from "./transformers";
+
+export type AttemptStatus = "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELED";
+
+/** One try of one provider for one generation. */
+@Entity("attempts")
+@Index("attempts_generation_number_key", ["generationId", "number"], { unique: true })
+export class AttemptEntity {
+  @PrimaryGeneratedColumn("uuid")
+  id: string;
+
+  @Column("uuid", { name: "generation_id" })
+  generationId: string;
+
+  @Column("integer")
+  number: number;
+
+  @Column("text")
+  provider: string;
+
+  @Column("text")
+  model: string;
+
+  @Column("text")
+  status: AttemptStatus;
+
+  @Column("text", { name: "provider_job_id", nullable: true })
+  providerJobId: string | null;
+
+  @Column("text", { nullable: true })
+  error: string | null;
+
+  @Column("text", { name: "error_code", nullable: true })
+  errorCode: string | null;
+
+  @Column("timestamptz", { name: "started_at" })
+  startedAt: Date;
+
+  @Column("timestamptz", { name: "ended_at", nullable: true })
+  endedAt: Date | null;
+
+  @Column("integer", { name: "duration_ms", nullable: true })
+  durationMs: number | null;
+
+  @Column("numeric", {
+    name: "cost_usd",
+    precision: 14,
+    scale: 6,
+    nullable: true,
+    transformer: usd,
+  })
+  costUsd: number | null;
+}

@@ -1,0 +1,147 @@
+import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from "typeorm";
+import { usd } from "./transformers";
+
+export type MediaType = "IMAGE" | "VIDEO" | "AUDIO";
+export type GenerationStatus =
+  "QUEUED" | "BATCHED" | "PROCESSING" | "SUCCEEDED" | "FAILED" | "CANCELED";
+export type Priority = "INTERACTIVE" | "STANDARD" | "BATCH";
+
+export const UNFINISHED_STATUSES: readonly GenerationStatus[] = ["QUEUED", "BATCHED", "PROCESSING"];
+
+/** Output as stored: an object-store key, never a provider URL (those expire). */
+export interface StoredOutput {
+  key: string;
+  contentType: string;
+  width?: number;
+  height?: number;
+  durationSeconds?: number;
+  bytes: number;
+}
+
+export interface GenerationErrorInfo {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+/** Request parameters that do not need their own column. */
+export interface GenerationParams {
+  width?: number;
+  height?: number;
+  durationSeconds?: number;
+  quality?: number;
+  contentType?: string;
+  fallbackModels?: string[];
+  cacheMode?: string;
+  callbackUrl?: string;
+  metadata?: unknown;
+}
+
+@Entity("generations")
+@Index("generations_account_created_idx", ["accountId", "createdAt", "id"])
+@Index("generations_account_user_created_idx", ["accountId", "userId", "createdAt", "id"])
+@Index("generations_account_idempotency_key", ["accountId", "idempotencyKey"], {
+  unique: true,
+  where: "idempotency_key IS NOT NULL",
+})
+@Index("generations_unfinished_idx", ["status", "updatedAt"], {
+  where: "status IN ('QUEUED', 'BATCHED', 'PROCESSING')",
+})
+@Index("generations_model_completed_idx", ["model", "completedAt"], {
+  where: "status = 'SUCCEEDED' AND cached = false",
+})
+export class GenerationEntity {
+  @PrimaryGeneratedColumn("uuid")
+  id: string;
+
+  @Column("uuid", { name: "account_id" })
+  accountId: string;
+
+  @Column("uuid", { name: "end_user_id" })
+  endUserId: string;
+
+  /** The partner's id for the end user (denormalised from end_users for listing). */
+  @Column("text", { name: "user_id" })
+  userId: string;
+
+  @Column("text")
+  status: GenerationStatus;
+
+  @Column("real", { default: 0 })
+  progress: number;
+
+  @Column("text", { name: "media_type" })
+  mediaType: MediaType;
+
+  @Column("text")
+  prompt: string;
+
+  @Column("text", { name: "negative_prompt", nullable: true })
+  negativePrompt: string | null;
+
+  @Column("text")
+  model: string;
+
+  @Column("text", { nullable: true })
+  provider: string | null;
+
+  @Column("integer")
+  seed: number;
+
+  @Column("text")
+  priority: Priority;
+
+  @Column("jsonb", { default: {} })
+  params: GenerationParams;
+
+  @Column("jsonb", { default: [] })
+  outputs: StoredOutput[];
+
+  @Column("numeric", { name: "estimated_cost_usd", precision: 14, scale: 6, transformer: usd })
+  estimatedCostUsd: number;
+
+  @Column("numeric", {
+    name: "cost_usd",
+    precision: 14,
+    scale: 6,
+    nullable: true,
+    transformer: usd,
+  })
+  costUsd: number | null;
+
+  @Column("real", { name: "estimated_seconds", nullable: true })
+  estimatedSeconds: number | null;
+
+  @Column("boolean", { default: false })
+  cached: boolean;
+
+  @Column("jsonb", { nullable: true })
+  error: GenerationErrorInfo | null;
+
+  @Column("text", { name: "idempotency_key", nullable: true })
+  idempotencyKey: string | null;
+
+  /** Hash of the request parameters, compared when an idempotency key is reused. */
+  @Column("text", { name: "request_hash" })
+  requestHash: string;
+
+  /** Incremented by every state change; subscribers drop events older than what they saw. */
+  @Column("integer", { default: 0 })
+  version: number;
+
+  @CreateDateColumn({
+    name: "created_at",
+    type: "timestamptz",
+    default: () => "date_trunc('milliseconds', now())",
+  })
+  createdAt: Date;
+
+  @Column("timestamptz", { name: "updated_at", default: () => "now()" })
+  updatedAt: Date;
+
+  @Column("timestamptz", { name: "started_at", nullable: true })
+  startedAt: Date | null;
+
+  @Column("timestamptz", { name: "completed_at", nullable: true })
+  completedAt: Date | null;
+}

@@ -1,0 +1,67 @@
+import "reflect-metadata";
+import fs from "node:fs";
+import path from "node:path";
+import { DataSource } from "typeorm";
+import { ENTITIES } from "../entities";
+import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
+
+export const MIGRATIONS = [Initial1764280000000];
+
+export interface DatabaseOptions {
+  /** Postgres URL; without it the embedded PGlite database in `dataDir` is used. */
+  url?: string;
+  dataDir: string;
+  poolSize: number;
+}
+
+export interface Database {
+  dataSource: DataSource;
+  /** True on PGlite: one connection, queries run one at a time. */
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  if (opts.url) {
+    const dataSource = new DataSource({
+      type: "postgres",
+      url: opts.url,
+      entities: ENTITIES,
+      migrations: MIGRATIONS,
+      synchronize: false,
+      uuidExtension: "pgcrypto",
+      extra: { max: opts.poolSize, idleTimeoutMillis: 30_000 },
+    });
+    await dataSource.initialize();
+    return { dataSource, embedded: false, close: () => dataSource.destroy() };
+  }
+  return openEmbedded(opts.dataDir);
+}
+
+async function openEmbedded(dataDir: string): Promise<Database> {
+  const dir = path.resolve(dataDir, "pgdata");
+  fs.mkdirSync(dir, { recursive: true });
+  // PGlite is ESM-only behind its conditional exports; a dynamic import keeps this file CommonJS.
+  const { PGlite } = await import("@electric-sql/pglite");
+  const { createPgConfig } = await import("@electric-sql/pglite/node-postgres");
+  const pglite = await PGlite.create(dir);
+  const pgConfig = createPgConfig(pglite);
+  const dataSource = new DataSource({
+    type: "postgres",
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    synchronize: false,
+    uuidExtension: "pgcrypto",
+    // PGlite has exactly one connection: the pool must never open a second or drop the first.
+    extra: { connection: pgConfig.connection, max: 1, idleTimeoutMillis: 0 },
+  });
+  await dataSource.initialize();
+  return {
+    dataSource,
+    embedded: true,
+    close: async () => {
+      await dataSource.destroy();
+      await pglite.close();
+    },
+  };
+}

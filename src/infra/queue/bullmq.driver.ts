@@ -1,0 +1,83 @@
+import { Queue, Worker, type ConnectionOptions } from "bullmq";
+import type { Logger } from "../../common/logger";
+import type {
+  EnqueueOptions,
+  JobData,
+  JobHandler,
+  JobName,
+  QueueConsumer,
+  QueueDriver,
+} from "./queue.driver";
+
+export interface BullMqDriverOptions {
+  connection: ConnectionOptions;
+  prefix: string;
+  queueName: string;
+  logger: Logger;
+}
+
+export class BullMqDriver implements QueueDriver {
+  private readonly queue: Queue<JobData, void, JobName>;
+
+  constructor(private readonly opts: BullMqDriverOptions) {
+    this.queue = new Queue(opts.queueName, {
+      connection: opts.connection,
+      prefix: opts.prefix,
+      defaultJobOptions: {
+        // Finished jobs are removed so that the same id can be enqueued again by the reconciler.
+        removeOnComplete: true,
+        removeOnFail: true,
+        attempts: 1,
+      },
+    });
+    this.queue.on("error", (err) => opts.logger.error({ err }, "queue connection error"));
+  }
+
+  async add(name: JobName, data: JobData, opts: EnqueueOptions): Promise<void> {
+    await this.queue.add(name, data, {
+      jobId: opts.jobId,
+      delay: opts.delayMs,
+      priority: opts.priority,
+    });
+  }
+
+  async has(jobId: string): Promise<boolean> {
+    const state = await this.queue.getJobState(jobId);
+    return ["waiting", "delayed", "active", "prioritized", "waiting-children"].includes(state);
+  }
+
+  async remove(jobId: string): Promise<void> {
+    const job = await this.queue.getJob(jobId);
+    if (!job) return;
+    try {
+      await job.remove();
+    } catch {
+      // An active job is locked by its worker; it will see the generation is finished.
+    }
+  }
+
+  async waitingCount(): Promise<number> {
+    return this.queue.getJobCountByTypes("waiting", "prioritized");
+  }
+
+  consume(handler: JobHandler, opts: { concurrency: number }): QueueConsumer {
+    const worker = new Worker<JobData, void, JobName>(
+      this.opts.queueName,
+      async (job) => handler({ id: job.id ?? "", name: job.name, data: job.data }),
+      {
+        connection: this.opts.connection,
+        prefix: this.opts.prefix,
+        concurrency: opts.concurrency,
+      },
+    );
+    worker.on("failed", (job, err) =>
+      this.opts.logger.error({ err, jobId: job?.id, job: job?.name }, "job failed"),
+    );
+    worker.on("error", (err) => this.opts.logger.error({ err }, "worker connection error"));
+    return { close: () => worker.close() };
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}

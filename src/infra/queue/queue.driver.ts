@@ -1,0 +1,49 @@
+/**
+ * The generation queue, as the domain sees it. Jobs are small pointers (a generation id and a
+ * step): Postgres holds the state, so losing the queue loses no work (the reconciler rebuilds
+ * it). Deliberately left out: job results, progress and retries: the domain records those in
+ * its own rows, and a job that throws is simply dropped (logged) after the driver's own attempt.
+ */
+export type JobName = "submit" | "poll";
+
+export interface JobData {
+  generationId: string;
+  /** For `poll`: the attempt being watched. */
+  attempt?: number;
+}
+
+export interface Job {
+  id: string;
+  name: JobName;
+  data: JobData;
+}
+
+export interface EnqueueOptions {
+  /** Unique id: adding a job whose id is already waiting, delayed or active does nothing. */
+  jobId: string;
+  delayMs?: number;
+  /** 1 is served first. */
+  priority?: number;
+}
+
+export type JobHandler = (job: Job) => Promise<void>;
+
+export interface QueueConsumer {
+  /** Stops taking jobs and waits for the active ones to finish. */
+  close(): Promise<void>;
+}
+
+export interface QueueDriver {
+  add(name: JobName, data: JobData, opts: EnqueueOptions): Promise<void>;
+  /** Whether a job with this id is waiting, delayed or active. */
+  has(jobId: string): Promise<boolean>;
+  /** Removes a waiting or delayed job; an active one is left to finish. */
+  remove(jobId: string): Promise<void>;
+  /** Number of jobs waiting (not delayed, not active), per priority value. */
+  waitingCount(): Promise<number>;
+  consume(handler: JobHandler, opts: { concurrency: number }): QueueConsumer;
+  close(): Promise<void>;
+}
+
+/** BullMQ priorities: lower runs first. */
+export const PRIORITY_RANK = { INTERACTIVE: 1, STANDARD: 5, BATCH: 10 } as const;
