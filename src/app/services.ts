@@ -1,0 +1,14 @@
+import type { AuthService } from "../auth/auth.service";
+import type { ModelCatalog } from "../cost/model-catalog";
+import type { GenerationService } from "../generation/generation.service";
+import type { GenerationSubscriptions } from "../generation/generation.subscriptions";
+import type { OutputUrlSigner } from "../storage/object-store";
+
+/** What the GraphQL layer may call: services only, never a repository or Redis. */
+export interface Services {
+  auth: AuthService;
+  generations: GenerationService;
+  subscriptions: GenerationSubscriptions;
+  catalog: ModelCatalog;
+  urlSigner: OutputUrlSigner;
+}

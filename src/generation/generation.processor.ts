@@ -1,0 +1,247 @@
+import type { Logger } from "../common/logger";
+import type { GenerationErrorInfo } from "../entities";
+import type { ModelCatalog } from "../cost/model-catalog";
+import { estimateCost } from "../cost/cost-estimator";
+import type { Job } from "../infra/queue/queue.driver";
+import { ProviderError, type ProviderAdapter, type ProviderRegistry } from "../providers";
+import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
+import type { GenerationQueue } from "./generation.queue";
+import type { GenerationRepository } from "./generation.repository";
+import type { OutputStoreService } from "./output-store.service";
+
+export interface ProcessorOptions {
+  /** Attempts per generation, across providers. @defaultValue 3 */
+  maxAttempts: number;
+  /** Shortest and longest wait between two status polls. */
+  pollMinMs: number;
+  pollMaxMs: number;
+  /** An attempt with no provider job after this long was lost mid-submit. */
+  staleMs: number;
+}
+
+/**
+ * The worker side of the lifecycle. Each job is one short step (submit, or one status poll)
+ * so a worker slot is never held while a provider works; the next step is a delayed job.
+ * Every transition is a conditional write, so a step that runs twice changes nothing twice.
+ */
+export class GenerationProcessor {
+  constructor(
+    private readonly repo: GenerationRepository,
+    private readonly queue: GenerationQueue,
+    private readonly events: GenerationEvents,
+    private readonly catalog: ModelCatalog,
+    private readonly providers: ProviderRegistry,
+    private readonly outputs: OutputStoreService,
+    private readonly opts: ProcessorOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  handle = async (job: Job): Promise<void> => {
+    switch (job.name) {
+      case "submit":
+        return this.submit(job.data.generationId);
+      case "poll":
+        return this.poll(job.data.generationId, job.data.attempt ?? 1);
+    }
+  };
+
+  async submit(generationId: string): Promise<void> {
+    const current = await this.repo.findSnapshot(generationId);
+    if (!current) return;
+    const model = this.catalog.get(current.model);
+    const providerName = model?.providers[current.attempts.length % model.providers.length];
+    const adapter = providerName ? this.providers.get(providerName) : undefined;
+    if (!model || !adapter) {
+      this.logger.error({ generationId, model: current.model }, "no provider configured for model");
+      return this.failUnstarted(current, {
+        code: "NO_PROVIDER",
+        message: `no provider is configured for model ${current.model}`,
+        retryable: false,
+      });
+    }
+    const started = await this.repo.startAttempt(generationId, adapter.name, model.name);
+    if (!started) return;
+    await this.publish("STARTED", started.generation);
+    const g = started.generation;
+    try {
+      const result = await adapter.submit({
+        generationId,
+        model: model.name,
+        mediaType: g.mediaType,
+        prompt: g.prompt,
+        negativePrompt: g.negativePrompt ?? undefined,
+        seed: g.seed,
+        width: g.width ?? undefined,
+        height: g.height ?? undefined,
+        durationSeconds: g.durationSeconds ?? undefined,
+      });
+      await this.repo.setProviderJob(generationId, started.attempt, result.providerJobId);
+      await this.queue.poll(generationId, started.attempt, this.pollDelay(result.pollAfterMs));
+    } catch (err) {
+      await this.attemptFailed(generationId, started.attempt, err);
+    }
+  }
+
+  async poll(generationId: string, attemptNumber: number): Promise<void> {
+    const found = await this.repo.findAttempt(generationId, attemptNumber);
+    if (!found || found.generation.status !== "PROCESSING" || found.attempt.status !== "RUNNING")
+      return;
+    const { generation, attempt } = found;
+    const adapter = this.providers.get(attempt.provider);
+    if (!adapter) {
+      return this.attemptFailed(
+        generationId,
+        attemptNumber,
+        new ProviderError(`provider ${attempt.provider} is not configured`, "NO_PROVIDER", true),
+      );
+    }
+    if (!attempt.providerJobId) {
+      // Submitted by a worker that died before recording the provider's job id.
+      if (Date.now() - attempt.startedAt.getTime() > this.opts.staleMs) {
+        await this.attemptFailed(
+          generationId,
+          attemptNumber,
+          new ProviderError("attempt lost before submission completed", "ATTEMPT_LOST", true),
+        );
+      }
+      return;
+    }
+    let state;
+    try {
+      state = await adapter.getStatus(attempt.providerJobId);
+    } catch (err) {
+      if (err instanceof ProviderError && !err.retryable)
+        return this.attemptFailed(generationId, attemptNumber, err);
+      // A failed status call says nothing about the job: ask again later.
+      this.logger.warn({ err, generationId }, "status poll failed; polling again");
+      await this.repo.touch(generationId);
+      return this.queue.poll(generationId, attemptNumber, this.opts.pollMaxMs);
+    }
+    switch (state.status) {
+      case "queued":
+      case "processing": {
+        const moved = await this.repo.touchProgress(
+          generationId,
+          attemptNumber,
+          clamp01(state.progress ?? 0),
+        );
+        if (moved) await this.publish("PROGRESS", moved);
+        return this.queue.poll(generationId, attemptNumber, this.pollDelay(state.pollAfterMs));
+      }
+      case "succeeded":
+        return this.succeeded(generation.id, attemptNumber, adapter, state.outputs, state.costUsd);
+      case "failed":
+        return this.attemptFailed(generationId, attemptNumber, state.error);
+      case "canceled":
+        return this.attemptFailed(
+          generationId,
+          attemptNumber,
+          new ProviderError("canceled by the provider", "PROVIDER_CANCELED", false),
+        );
+    }
+  }
+
+  private async succeeded(
+    generationId: string,
+    attemptNumber: number,
+    adapter: ProviderAdapter,
+    providerOutputs: Parameters<OutputStoreService["storeAll"]>[2],
+    providerCost: number | undefined,
+  ): Promise<void> {
+    let stored;
+    try {
+      stored = await this.outputs.storeAll(generationId, attemptNumber, providerOutputs);
+    } catch (err) {
+      return this.attemptFailed(generationId, attemptNumber, err);
+    }
+    const current = await this.repo.findSnapshot(generationId);
+    if (!current) return;
+    const cost = providerCost ?? this.catalogCost(current);
+    const done = await this.repo.succeed(generationId, attemptNumber, stored, cost);
+    if (done) {
+      this.logger.info(
+        { generationId, provider: adapter.name, costUsd: cost },
+        "generation succeeded",
+      );
+      await this.publish("SUCCEEDED", done);
+    }
+  }
+
+  /** Records a failed attempt, then retries after a backoff or fails the generation. */
+  private async attemptFailed(
+    generationId: string,
+    attemptNumber: number,
+    err: unknown,
+  ): Promise<void> {
+    const error = toErrorInfo(err);
+    const current = await this.repo.findSnapshot(generationId);
+    if (!current) return;
+    const final = !error.retryable || current.attempts.length >= this.opts.maxAttempts;
+    const updated = await this.repo.failAttempt(generationId, attemptNumber, error, final);
+    if (!updated) return;
+    this.logger.warn(
+      { generationId, attempt: attemptNumber, code: error.code, final },
+      "attempt failed",
+    );
+    if (final) return this.publish("FAILED", updated);
+    await this.publish("ATTEMPT_FAILED", updated);
+    await this.queue.retry(
+      generationId,
+      attemptNumber + 1,
+      updated.priority,
+      backoffMs(attemptNumber, err),
+    );
+  }
+
+  private async failUnstarted(g: GenerationSnapshot, error: GenerationErrorInfo): Promise<void> {
+    // Start an attempt only to have one to fail: the failure is then visible like any other.
+    const started = await this.repo.startAttempt(g.id, "none", g.model);
+    if (!started) return;
+    const failed = await this.repo.failAttempt(g.id, started.attempt, error, true);
+    if (failed) await this.publish("FAILED", failed);
+  }
+
+  private catalogCost(g: GenerationSnapshot): number {
+    const model = this.catalog.get(g.model);
+    if (!model) return g.estimatedCostUsd;
+    return estimateCost(model, {
+      width: g.width ?? undefined,
+      height: g.height ?? undefined,
+      durationSeconds: g.durationSeconds ?? undefined,
+      priority: g.priority,
+    }).estimatedCostUsd;
+  }
+
+  private pollDelay(hint: number | undefined): number {
+    return Math.min(
+      this.opts.pollMaxMs,
+      Math.max(this.opts.pollMinMs, hint ?? this.opts.pollMinMs),
+    );
+  }
+
+  private async publish(
+    type: Parameters<GenerationEvents["publish"]>[0],
+    g: GenerationSnapshot,
+  ): Promise<void> {
+    await this.events
+      .publish(type, g)
+      .catch((err: unknown) => this.logger.error({ err, generationId: g.id }, "publish failed"));
+  }
+}
+
+function toErrorInfo(err: unknown): GenerationErrorInfo {
+  if (err instanceof ProviderError)
+    return { code: err.code, message: err.message, retryable: err.retryable };
+  return { code: "INTERNAL_ERROR", message: "unexpected error while processing", retryable: true };
+}
+
+/** Exponential backoff with full jitter, honouring a provider's Retry-After (capped at 60 s). */
+export function backoffMs(attempt: number, err: unknown, baseMs = 500, capMs = 10_000): number {
+  if (err instanceof ProviderError && err.retryAfterMs !== undefined)
+    return Math.min(err.retryAfterMs, 60_000);
+  return Math.round(Math.random() * Math.min(capMs, baseMs * 2 ** (attempt - 1)));
+}
+
+function clamp01(v: number): number {
+  return Math.max(0, Math.min(1, v));
+}

@@ -1,0 +1,43 @@
+import type { Priority } from "../entities";
+import { PRIORITY_RANK, type QueueDriver } from "../infra/queue/queue.driver";
+
+/**
+ * Job naming for the lifecycle, in one place. The first submit's job id is the generation id,
+ * so enqueueing it twice is harmless; later steps get ids of their own.
+ */
+export class GenerationQueue {
+  constructor(private readonly driver: QueueDriver) {}
+
+  submit(generationId: string, priority: Priority): Promise<void> {
+    return this.driver.add(
+      "submit",
+      { generationId },
+      { jobId: generationId, priority: PRIORITY_RANK[priority] },
+    );
+  }
+
+  /** The next attempt after a retryable failure, after a backoff. */
+  retry(generationId: string, attempt: number, priority: Priority, delayMs: number): Promise<void> {
+    return this.driver.add(
+      "submit",
+      { generationId },
+      { jobId: `${generationId}-a${attempt}`, priority: PRIORITY_RANK[priority], delayMs },
+    );
+  }
+
+  poll(generationId: string, attempt: number, delayMs: number): Promise<void> {
+    return this.driver.add(
+      "poll",
+      { generationId, attempt },
+      { jobId: `${generationId}-p${attempt}-${Date.now().toString(36)}`, delayMs },
+    );
+  }
+
+  hasSubmit(generationId: string): Promise<boolean> {
+    return this.driver.has(generationId);
+  }
+
+  removeSubmit(generationId: string): Promise<void> {
+    return this.driver.remove(generationId);
+  }
+}

@@ -1,0 +1,480 @@
+import type { DataSource, EntityManager } from "typeorm";
+import {
+  AttemptEntity,
+  GenerationEntity,
+  UsageRecordEntity,
+  type GenerationErrorInfo,
+  type GenerationParams,
+  type MediaType,
+  type Priority,
+  type StoredOutput,
+} from "../entities";
+import { IdempotencyConflictError } from "../common/errors";
+import { toSnapshot, type GenerationSnapshot } from "./generation.events";
+
+/** Which generations a caller may see: one account (optionally one of its users), or all. */
+export interface AccessScope {
+  accountId?: string;
+  userId?: string;
+}
+
+export interface NewGeneration {
+  accountId: string;
+  userId: string;
+  mediaType: MediaType;
+  prompt: string;
+  negativePrompt: string | null;
+  model: string;
+  seed: number;
+  priority: Priority;
+  params: GenerationParams;
+  estimatedCostUsd: number;
+  estimatedSeconds: number | null;
+  idempotencyKey: string | null;
+  requestHash: string;
+}
+
+export interface ListFilter {
+  first: number;
+  after?: { createdAt: string; id: string };
+  status?: string;
+  userId?: string;
+}
+
+export interface StaleGeneration {
+  id: string;
+  status: "QUEUED" | "PROCESSING";
+  priority: Priority;
+  runningAttempt: number | null;
+}
+
+const UNIQUE_VIOLATION = "23505";
+
+/** Every Postgres read and write of the generation lifecycle. */
+export class GenerationRepository {
+  constructor(private readonly db: DataSource) {}
+
+  async findSnapshot(id: string, scope: AccessScope = {}): Promise<GenerationSnapshot | null> {
+    const g = await this.db.getRepository(GenerationEntity).findOneBy({ id, ...scopeWhere(scope) });
+    if (!g) return null;
+    return this.withAttempts(this.db.manager, g);
+  }
+
+  async list(
+    scope: AccessScope,
+    filter: ListFilter,
+  ): Promise<{ nodes: GenerationSnapshot[]; hasNextPage: boolean; totalCount: number }> {
+    const qb = this.db.getRepository(GenerationEntity).createQueryBuilder("g").where("TRUE");
+    if (scope.accountId) qb.andWhere("g.account_id = :accountId", { accountId: scope.accountId });
+    const userId = scope.userId ?? filter.userId;
+    if (userId !== undefined) qb.andWhere("g.user_id = :userId", { userId });
+    if (filter.status) qb.andWhere("g.status = :status", { status: filter.status });
+    const totalCount = await qb.clone().getCount();
+    if (filter.after) {
+      qb.andWhere("(g.created_at, g.id) < (:afterAt, :afterId)", {
+        afterAt: filter.after.createdAt,
+        afterId: filter.after.id,
+      });
+    }
+    const rows = await qb
+      .orderBy("g.created_at", "DESC")
+      .addOrderBy("g.id", "DESC")
+      .limit(filter.first + 1)
+      .getMany();
+    const page = rows.slice(0, filter.first);
+    const attempts = await this.attemptsFor(
+      this.db.manager,
+      page.map((g) => g.id),
+    );
+    return {
+      nodes: page.map((g) => toSnapshot(g, attempts.get(g.id) ?? [])),
+      hasNextPage: rows.length > filter.first,
+      totalCount,
+    };
+  }
+
+  /**
+   * Stores a new QUEUED generation, or returns the one already stored under the same
+   * idempotency key (`created: false`). The key with other parameters is a conflict.
+   */
+  async createQueued(
+    input: NewGeneration,
+  ): Promise<{ generation: GenerationSnapshot; created: boolean }> {
+    try {
+      return await this.db.transaction(async (m) => {
+        const endUserId = await this.upsertEndUser(m, input.accountId, input.userId);
+        if (input.idempotencyKey) {
+          const existing = await this.findByIdempotencyKey(
+            m,
+            input.accountId,
+            input.idempotencyKey,
+            input.requestHash,
+          );
+          if (existing) return { generation: existing, created: false };
+        }
+        const g = m.getRepository(GenerationEntity).create({
+          ...input,
+          endUserId,
+          status: "QUEUED",
+          progress: 0,
+          outputs: [],
+          cached: false,
+          version: 1,
+        });
+        const saved = await m.getRepository(GenerationEntity).save(g);
+        const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id: saved.id });
+        return { generation: toSnapshot(fresh, []), created: true };
+      });
+    } catch (err) {
+      // Two requests with the same key raced; the loser answers with the winner's generation.
+      if (input.idempotencyKey && (err as { code?: string }).code === UNIQUE_VIOLATION) {
+        const existing = await this.findByIdempotencyKey(
+          this.db.manager,
+          input.accountId,
+          input.idempotencyKey,
+          input.requestHash,
+        );
+        if (existing) return { generation: existing, created: false };
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Moves a generation to PROCESSING with a new RUNNING attempt, unless it is finished or an
+   * attempt is already running. The row lock makes two workers handed the same job start
+   * it once.
+   */
+  async startAttempt(
+    id: string,
+    provider: string,
+    model: string,
+  ): Promise<{ generation: GenerationSnapshot; attempt: number } | null> {
+    return this.db.transaction(async (m) => {
+      const g = await this.lock(m, id);
+      if (!g || (g.status !== "QUEUED" && g.status !== "PROCESSING")) return null;
+      const attempts = await m.getRepository(AttemptEntity).findBy({ generationId: id });
+      if (attempts.some((a) => a.status === "RUNNING")) return null;
+      const number = attempts.reduce((max, a) => Math.max(max, a.number), 0) + 1;
+      await m.getRepository(AttemptEntity).insert({
+        generationId: id,
+        number,
+        provider,
+        model,
+        status: "RUNNING",
+        startedAt: new Date(),
+      });
+      await m.query(
+        `UPDATE generations
+            SET status = 'PROCESSING', provider = $2, started_at = COALESCE(started_at, now()),
+                updated_at = now(), version = version + 1
+          WHERE id = $1`,
+        [id, provider],
+      );
+      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
+      return { generation: await this.withAttempts(m, fresh), attempt: number };
+    });
+  }
+
+  async setProviderJob(id: string, attempt: number, providerJobId: string): Promise<void> {
+    await this.db.query(
+      `UPDATE attempts SET provider_job_id = $3 WHERE generation_id = $1 AND number = $2`,
+      [id, attempt, providerJobId],
+    );
+  }
+
+  async findAttempt(
+    id: string,
+    attempt: number,
+  ): Promise<{ generation: GenerationEntity; attempt: AttemptEntity } | null> {
+    const generation = await this.db.getRepository(GenerationEntity).findOneBy({ id });
+    const a = await this.db
+      .getRepository(AttemptEntity)
+      .findOneBy({ generationId: id, number: attempt });
+    return generation && a ? { generation, attempt: a } : null;
+  }
+
+  /**
+   * Records that the provider is still working (and how far), which also tells the
+   * reconciler the job is alive. Returns the new snapshot when the progress moved.
+   */
+  async touchProgress(
+    id: string,
+    attempt: number,
+    progress: number,
+  ): Promise<GenerationSnapshot | null> {
+    return this.db.transaction(async (m) => {
+      const g = await this.lock(m, id);
+      if (!g || g.status !== "PROCESSING") return null;
+      const a = await m
+        .getRepository(AttemptEntity)
+        .findOneBy({ generationId: id, number: attempt });
+      if (!a || a.status !== "RUNNING") return null;
+      if (progress <= g.progress) {
+        await m.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
+        return null;
+      }
+      await m.query(
+        `UPDATE generations SET progress = $2, updated_at = now(), version = version + 1 WHERE id = $1`,
+        [id, progress],
+      );
+      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
+      return this.withAttempts(m, fresh);
+    });
+  }
+
+  /**
+   * Finishes a generation successfully: outputs, cost, the attempt and one usage row, in one
+   * transaction that only the first finisher wins. Returns null for everyone else.
+   */
+  async succeed(
+    id: string,
+    attempt: number,
+    outputs: StoredOutput[],
+    costUsd: number,
+  ): Promise<GenerationSnapshot | null> {
+    return this.db.transaction(async (m) => {
+      const g = await this.lock(m, id);
+      if (!g || g.status !== "PROCESSING") return null;
+      const a = await m
+        .getRepository(AttemptEntity)
+        .findOneBy({ generationId: id, number: attempt });
+      if (!a || a.status !== "RUNNING") return null;
+      const durationMs = Date.now() - a.startedAt.getTime();
+      await m
+        .getRepository(AttemptEntity)
+        .update({ id: a.id }, { status: "SUCCEEDED", endedAt: new Date(), durationMs, costUsd });
+      await m.query(
+        `UPDATE generations
+            SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, cost_usd = $3,
+                completed_at = now(), updated_at = now(), version = version + 1
+          WHERE id = $1`,
+        [id, JSON.stringify(outputs), costUsd.toFixed(6)],
+      );
+      await m
+        .createQueryBuilder()
+        .insert()
+        .into(UsageRecordEntity)
+        .values({
+          accountId: g.accountId,
+          endUserId: g.endUserId,
+          userId: g.userId,
+          generationId: id,
+          model: g.model,
+          provider: a.provider,
+          mediaType: g.mediaType,
+          costUsd,
+          cached: false,
+          savedUsd: 0,
+          durationMs: g.startedAt ? Date.now() - g.startedAt.getTime() : durationMs,
+        })
+        .orIgnore()
+        .execute();
+      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
+      return this.withAttempts(m, fresh);
+    });
+  }
+
+  /**
+   * Marks the attempt failed. With `final`, the generation fails too; otherwise it stays
+   * PROCESSING for the next attempt. Returns null when the attempt was no longer running.
+   */
+  async failAttempt(
+    id: string,
+    attempt: number,
+    error: GenerationErrorInfo,
+    final: boolean,
+  ): Promise<GenerationSnapshot | null> {
+    return this.db.transaction(async (m) => {
+      const g = await this.lock(m, id);
+      if (!g || g.status !== "PROCESSING") return null;
+      const a = await m
+        .getRepository(AttemptEntity)
+        .findOneBy({ generationId: id, number: attempt });
+      if (!a || a.status !== "RUNNING") return null;
+      await m.getRepository(AttemptEntity).update(
+        { id: a.id },
+        {
+          status: "FAILED",
+          endedAt: new Date(),
+          durationMs: Date.now() - a.startedAt.getTime(),
+          error: error.message,
+          errorCode: error.code,
+        },
+      );
+      await m.query(
+        final
+          ? `UPDATE generations SET status = 'FAILED', error = $2::jsonb, completed_at = now(),
+                    updated_at = now(), version = version + 1 WHERE id = $1`
+          : `UPDATE generations SET updated_at = now(), version = version + 1 WHERE id = $1`,
+        final ? [id, JSON.stringify(error)] : [id],
+      );
+      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
+      return this.withAttempts(m, fresh);
+    });
+  }
+
+  /** Cancels an unfinished generation; returns it with the attempt that was running, if any. */
+  async cancel(
+    id: string,
+  ): Promise<{ generation: GenerationSnapshot; running: AttemptEntity | null } | null> {
+    return this.db.transaction(async (m) => {
+      const g = await this.lock(m, id);
+      if (!g || !["QUEUED", "BATCHED", "PROCESSING"].includes(g.status)) return null;
+      const running = await m
+        .getRepository(AttemptEntity)
+        .findOneBy({ generationId: id, status: "RUNNING" });
+      if (running) {
+        await m.getRepository(AttemptEntity).update(
+          { id: running.id },
+          {
+            status: "CANCELED",
+            endedAt: new Date(),
+            durationMs: Date.now() - running.startedAt.getTime(),
+          },
+        );
+      }
+      await m.query(
+        `UPDATE generations SET status = 'CANCELED', completed_at = now(), updated_at = now(),
+                version = version + 1,
+                error = '{"code":"CANCELED","message":"canceled by request","retryable":false}'::jsonb
+          WHERE id = $1`,
+        [id],
+      );
+      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
+      return { generation: await this.withAttempts(m, fresh), running };
+    });
+  }
+
+  /** Unfinished generations nobody has touched for `staleSeconds`: candidates for re-enqueueing. */
+  async findStale(staleSeconds: number, limit: number): Promise<StaleGeneration[]> {
+    const rows = (await this.db.query(
+      `SELECT g.id, g.status, g.priority,
+              (SELECT a.number FROM attempts a
+                WHERE a.generation_id = g.id AND a.status = 'RUNNING' LIMIT 1) AS running_attempt
+         FROM generations g
+        WHERE g.status IN ('QUEUED', 'PROCESSING')
+          AND g.updated_at < now() - make_interval(secs => $1)
+        ORDER BY g.updated_at
+        LIMIT $2`,
+      [staleSeconds, limit],
+    )) as Array<{
+      id: string;
+      status: "QUEUED" | "PROCESSING";
+      priority: Priority;
+      running_attempt: number | null;
+    }>;
+    return rows.map((r) => ({
+      id: r.id,
+      status: r.status,
+      priority: r.priority,
+      runningAttempt: r.running_attempt,
+    }));
+  }
+
+  /** Marks a generation as looked after, so the reconciler leaves it alone for a while. */
+  async touch(id: string): Promise<void> {
+    await this.db.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
+  }
+
+  /** Median provider-to-result seconds over the model's recent successful generations. */
+  async recentDurationSeconds(
+    model: string,
+    sample = 50,
+  ): Promise<{ seconds: number; n: number } | null> {
+    const [row] = (await this.db.query(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS median, count(*)::int AS n
+         FROM (SELECT EXTRACT(EPOCH FROM (completed_at - started_at)) AS s
+                 FROM generations
+                WHERE model = $1 AND status = 'SUCCEEDED' AND cached = false
+                ORDER BY completed_at DESC
+                LIMIT $2) recent`,
+      [model, sample],
+    )) as Array<{ median: number | null; n: number }>;
+    return row && row.n > 0 && row.median !== null
+      ? { seconds: Number(row.median), n: row.n }
+      : null;
+  }
+
+  /** How many queued generations of the same or higher priority were created before this one. */
+  async queuePosition(id: string): Promise<number | null> {
+    const [row] = (await this.db.query(
+      `SELECT count(*)::int AS ahead
+         FROM generations o, generations g
+        WHERE g.id = $1 AND g.status = 'QUEUED' AND o.status = 'QUEUED'
+          AND (CASE o.priority WHEN 'INTERACTIVE' THEN 1 WHEN 'STANDARD' THEN 5 ELSE 10 END)
+              <= (CASE g.priority WHEN 'INTERACTIVE' THEN 1 WHEN 'STANDARD' THEN 5 ELSE 10 END)
+          AND o.created_at < g.created_at`,
+      [id],
+    )) as Array<{ ahead: number }>;
+    return row ? row.ahead + 1 : null;
+  }
+
+  private async findByIdempotencyKey(
+    m: EntityManager,
+    accountId: string,
+    key: string,
+    requestHash: string,
+  ): Promise<GenerationSnapshot | null> {
+    const existing = await m
+      .getRepository(GenerationEntity)
+      .findOneBy({ accountId, idempotencyKey: key });
+    if (!existing) return null;
+    if (existing.requestHash !== requestHash) throw new IdempotencyConflictError(existing.id);
+    return this.withAttempts(m, existing);
+  }
+
+  private async upsertEndUser(
+    m: EntityManager,
+    accountId: string,
+    userId: string,
+  ): Promise<string> {
+    const rows = (await m.query(
+      `INSERT INTO end_users (account_id, user_id) VALUES ($1, $2)
+       ON CONFLICT (account_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id
+       RETURNING id`,
+      [accountId, userId],
+    )) as Array<{ id: string }>;
+    return rows[0]!.id;
+  }
+
+  private async lock(m: EntityManager, id: string): Promise<GenerationEntity | null> {
+    return m
+      .getRepository(GenerationEntity)
+      .createQueryBuilder("g")
+      .setLock("pessimistic_write")
+      .where("g.id = :id", { id })
+      .getOne();
+  }
+
+  private async withAttempts(m: EntityManager, g: GenerationEntity): Promise<GenerationSnapshot> {
+    const attempts = await m.getRepository(AttemptEntity).findBy({ generationId: g.id });
+    return toSnapshot(g, attempts);
+  }
+
+  private async attemptsFor(
+    m: EntityManager,
+    ids: string[],
+  ): Promise<Map<string, AttemptEntity[]>> {
+    const byGeneration = new Map<string, AttemptEntity[]>();
+    if (ids.length === 0) return byGeneration;
+    const rows = await m
+      .getRepository(AttemptEntity)
+      .createQueryBuilder("a")
+      .where("a.generation_id = ANY(:ids)", { ids })
+      .getMany();
+    for (const a of rows) {
+      const list = byGeneration.get(a.generationId) ?? [];
+      list.push(a);
+      byGeneration.set(a.generationId, list);
+    }
+    return byGeneration;
+  }
+}
+
+function scopeWhere(scope: AccessScope): { accountId?: string; userId?: string } {
+  const where: { accountId?: string; userId?: string } = {};
+  if (scope.accountId) where.accountId = scope.accountId;
+  if (scope.userId !== undefined) where.userId = scope.userId;
+  return where;
+}

@@ -1,0 +1,212 @@
+import type { Logger } from "../common/logger";
+import { ForbiddenError, NotFoundError, BadInputError } from "../common/errors";
+import { generationScope, requireViewer, type Viewer } from "../auth/viewer";
+import { isUuid, validateUserId } from "../auth/auth.service";
+import type { ModelCatalog, ModelDefinition } from "../cost/model-catalog";
+import { estimateCost, type CostEstimate } from "../cost/cost-estimator";
+import type { ProviderRegistry } from "../providers";
+import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
+import type { GenerateRequest } from "./generation.input";
+import type { GenerationQueue } from "./generation.queue";
+import type { GenerationRepository } from "./generation.repository";
+import { validateGenerateRequest } from "./generation.validator";
+
+export const MAX_PAGE_SIZE = 100;
+export const DEFAULT_PAGE_SIZE = 20;
+
+export interface GenerationPage {
+  nodes: GenerationSnapshot[];
+  hasNextPage: boolean;
+  endCursor: string | null;
+  totalCount: number;
+}
+
+export interface CostQuote extends CostEstimate {
+  model: string;
+  estimatedSeconds: number;
+}
+
+/** The api side of the lifecycle: accept, look up, list and cancel generations. */
+export class GenerationService {
+  private readonly latencyCache = new Map<string, { seconds: number; at: number }>();
+
+  constructor(
+    private readonly repo: GenerationRepository,
+    private readonly queue: GenerationQueue,
+    private readonly events: GenerationEvents,
+    private readonly catalog: ModelCatalog,
+    private readonly providers: ProviderRegistry,
+    private readonly logger: Logger,
+  ) {}
+
+  async generate(viewer: Viewer | null, input: GenerateRequest): Promise<GenerationSnapshot> {
+    const v = requireViewer(viewer);
+    const userId = this.userFor(v, input.userId);
+    const req = validateGenerateRequest(this.catalog, input);
+    const quote = await this.quote(req.model, req.params, req.priority);
+    const { generation, created } = await this.repo.createQueued({
+      accountId: v.accountId,
+      userId,
+      mediaType: req.mediaType,
+      prompt: req.prompt,
+      negativePrompt: req.negativePrompt,
+      model: req.model.name,
+      seed: req.seed,
+      priority: req.priority,
+      params: req.params,
+      estimatedCostUsd: quote.estimatedCostUsd,
+      estimatedSeconds: quote.estimatedSeconds,
+      idempotencyKey: req.idempotencyKey,
+      requestHash: req.requestHash,
+    });
+    if (!created) return generation;
+    try {
+      await this.queue.submit(generation.id, generation.priority);
+    } catch (err) {
+      // The row is the source of truth: the reconciler enqueues it once the queue is back.
+      this.logger.error(
+        { err, generationId: generation.id },
+        "enqueue failed; left to the reconciler",
+      );
+    }
+    await this.publish("QUEUED", generation);
+    return generation;
+  }
+
+  async estimate(viewer: Viewer | null, input: GenerateRequest): Promise<CostQuote> {
+    requireViewer(viewer);
+    const req = validateGenerateRequest(this.catalog, input);
+    return this.quote(req.model, req.params, req.priority);
+  }
+
+  async get(viewer: Viewer | null, id: string): Promise<GenerationSnapshot | null> {
+    const v = requireViewer(viewer);
+    if (!isUuid(id)) return null;
+    return this.repo.findSnapshot(id, generationScope(v));
+  }
+
+  async list(
+    viewer: Viewer | null,
+    args: {
+      first?: number | null;
+      after?: string | null;
+      status?: string | null;
+      userId?: string | null;
+      accountId?: string | null;
+    },
+  ): Promise<GenerationPage> {
+    const v = requireViewer(viewer);
+    const first = args.first ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE_SIZE) {
+      throw new BadInputError("first", `must be an integer from 1 to ${MAX_PAGE_SIZE}`);
+    }
+    if (args.accountId != null && v.role !== "ADMIN")
+      throw new ForbiddenError("Only ADMIN may name an account");
+    if (args.accountId != null && !isUuid(args.accountId))
+      throw new BadInputError("accountId", "must be a UUID");
+    if (args.userId != null) validateUserId(args.userId);
+    const scope = generationScope(v, args.accountId ?? undefined);
+    const page = await this.repo.list(scope, {
+      first,
+      after: args.after ? decodeCursor(args.after) : undefined,
+      status: args.status ?? undefined,
+      userId: args.userId ?? undefined,
+    });
+    const last = page.nodes[page.nodes.length - 1];
+    return { ...page, endCursor: last ? encodeCursor(last) : null };
+  }
+
+  async cancel(viewer: Viewer | null, id: string): Promise<GenerationSnapshot> {
+    const v = requireViewer(viewer);
+    if (v.role === "CLIENT" && !v.canGenerate)
+      throw new ForbiddenError("This client token cannot cancel");
+    const scope = generationScope(v);
+    const existing = isUuid(id) ? await this.repo.findSnapshot(id, scope) : null;
+    if (!existing) throw new NotFoundError("No such generation");
+    const result = await this.repo.cancel(id);
+    if (!result) return (await this.repo.findSnapshot(id, scope)) ?? existing;
+    await this.queue
+      .removeSubmit(id)
+      .catch((err: unknown) => this.logger.warn({ err }, "queue remove failed"));
+    if (result.running?.providerJobId) {
+      const adapter = this.providers.get(result.running.provider);
+      await adapter
+        ?.cancel(result.running.providerJobId)
+        .catch((err: unknown) =>
+          this.logger.warn({ err, generationId: id }, "provider cancel failed"),
+        );
+    }
+    await this.publish("CANCELED", result.generation);
+    return result.generation;
+  }
+
+  queuePosition(generation: GenerationSnapshot): Promise<number | null> {
+    return generation.status === "QUEUED"
+      ? this.repo.queuePosition(generation.id)
+      : Promise.resolve(null);
+  }
+
+  private userFor(v: Viewer, requested: string | null | undefined): string {
+    if (v.role === "CLIENT") {
+      if (!v.canGenerate)
+        throw new ForbiddenError("This client token may watch generations, not create them");
+      if (requested != null && requested !== v.userId) {
+        throw new ForbiddenError("A client token acts for its own user only");
+      }
+      return v.userId!;
+    }
+    if (requested == null) throw new BadInputError("userId", "is required with an API key");
+    validateUserId(requested);
+    return requested;
+  }
+
+  private async quote(
+    model: ModelDefinition,
+    params: { width?: number; height?: number; durationSeconds?: number },
+    priority: GenerateRequest["priority"] & string,
+  ): Promise<CostQuote> {
+    const estimate = estimateCost(model, { ...params, priority });
+    return { ...estimate, model: model.name, estimatedSeconds: await this.estimatedSeconds(model) };
+  }
+
+  /** Recent observed median for the model, refreshed at most every 30 s; the catalog's guess before that. */
+  private async estimatedSeconds(model: ModelDefinition): Promise<number> {
+    const cached = this.latencyCache.get(model.name);
+    if (cached && Date.now() - cached.at < 30_000) return cached.seconds;
+    const observed = await this.repo.recentDurationSeconds(model.name);
+    const seconds =
+      Math.round((observed && observed.n >= 5 ? observed.seconds : model.typicalSeconds) * 100) /
+      100;
+    this.latencyCache.set(model.name, { seconds, at: Date.now() });
+    return seconds;
+  }
+
+  private async publish(
+    type: "QUEUED" | "CANCELED",
+    generation: GenerationSnapshot,
+  ): Promise<void> {
+    await this.events
+      .publish(type, generation)
+      .catch((err: unknown) =>
+        this.logger.error({ err, generationId: generation.id }, "publish failed"),
+      );
+  }
+}
+
+export function encodeCursor(g: Pick<GenerationSnapshot, "createdAt" | "id">): string {
+  return Buffer.from(JSON.stringify([g.createdAt, g.id])).toString("base64url");
+}
+
+export function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as [
+      string,
+      string,
+    ];
+    if (typeof createdAt !== "string" || Number.isNaN(Date.parse(createdAt)) || !isUuid(id))
+      throw new Error();
+    return { createdAt, id };
+  } catch {
+    throw new BadInputError("after", "is not a cursor returned by this API");
+  }
+}

@@ -1,0 +1,65 @@
+import { GraphQLError, type GraphQLFormattedError } from "graphql";
+import { AppError } from "../common/errors";
+
+/**
+ * The one place errors become what clients see: our errors keep their code and extensions;
+ * GraphQL's own (syntax, validation, bad variables) keep theirs; anything else is an internal
+ * error with no message, stack or SQL.
+ */
+export function formatError(
+  formatted: GraphQLFormattedError,
+  error: unknown,
+): GraphQLFormattedError {
+  const original = error instanceof GraphQLError ? (error.originalError ?? null) : error;
+  if (original instanceof AppError) {
+    return {
+      message: original.message,
+      locations: formatted.locations,
+      path: formatted.path,
+      extensions: { ...original.extensions, code: original.code },
+    };
+  }
+  const code = formatted.extensions?.code;
+  if (!original || (error instanceof GraphQLError && !error.originalError)) {
+    return {
+      message: formatted.message,
+      locations: formatted.locations,
+      path: formatted.path,
+      extensions: { code: code === "INTERNAL_SERVER_ERROR" || !code ? "BAD_USER_INPUT" : code },
+    };
+  }
+  if (original instanceof GraphQLError) {
+    // Variable coercion and scalar parsing report bad input as GraphQLErrors with an original.
+    return {
+      message: formatted.message,
+      locations: formatted.locations,
+      path: formatted.path,
+      extensions: { code: code ?? "BAD_USER_INPUT" },
+    };
+  }
+  if (
+    original instanceof TypeError &&
+    /Value|parse|Int|Float|JSON|DateTime/.test(original.message)
+  ) {
+    return {
+      message: original.message,
+      locations: formatted.locations,
+      path: formatted.path,
+      extensions: { code: "BAD_USER_INPUT" },
+    };
+  }
+  return {
+    message: "Internal server error",
+    locations: formatted.locations,
+    path: formatted.path,
+    extensions: { code: "INTERNAL_SERVER_ERROR" },
+  };
+}
+
+/** Whether an error is one we did not expect (worth logging with its stack). */
+export function isUnexpected(error: unknown): boolean {
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  return (
+    original !== undefined && !(original instanceof AppError) && !(original instanceof GraphQLError)
+  );
+}

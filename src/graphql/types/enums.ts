@@ -1,0 +1,70 @@
+import { registerEnumType } from "type-graphql";
+
+export enum MediaType {
+  IMAGE = "IMAGE",
+  VIDEO = "VIDEO",
+  AUDIO = "AUDIO",
+}
+export enum GenerationStatus {
+  QUEUED = "QUEUED",
+  BATCHED = "BATCHED",
+  PROCESSING = "PROCESSING",
+  SUCCEEDED = "SUCCEEDED",
+  FAILED = "FAILED",
+  CANCELED = "CANCELED",
+}
+export enum Priority {
+  INTERACTIVE = "INTERACTIVE",
+  STANDARD = "STANDARD",
+  BATCH = "BATCH",
+}
+export enum ContentType {
+  GENERAL = "GENERAL",
+  SOCIAL = "SOCIAL",
+  CLIENT = "CLIENT",
+  PRINT = "PRINT",
+}
+export enum Tier {
+  FREE = "FREE",
+  PRO = "PRO",
+  ENTERPRISE = "ENTERPRISE",
+}
+export enum CacheMode {
+  DEFAULT = "DEFAULT",
+  BYPASS = "BYPASS",
+  REFRESH = "REFRESH",
+}
+export enum CacheHitKind {
+  EXACT = "EXACT",
+  SEMANTIC = "SEMANTIC",
+  INFLIGHT = "INFLIGHT",
+}
+export enum CircuitState {
+  CLOSED = "CLOSED",
+  OPEN = "OPEN",
+  HALF_OPEN = "HALF_OPEN",
+}
+export enum Role {
+  ADMIN = "ADMIN",
+  PARTNER = "PARTNER",
+}
+export enum UsageDimension {
+  DAY = "DAY",
+  MODEL = "MODEL",
+  PROVIDER = "PROVIDER",
+  USER = "USER",
+}
+
+registerEnumType(MediaType, { name: "MediaType" });
+registerEnumType(GenerationStatus, { name: "GenerationStatus" });
+registerEnumType(Priority, { name: "Priority", description: "Default STANDARD." });
+registerEnumType(ContentType, { name: "ContentType" });
+registerEnumType(Tier, { name: "Tier" });
+registerEnumType(CacheMode, {
+  name: "CacheMode",
+  description: "REFRESH skips the lookup and stores the result.",
+});
+registerEnumType(CacheHitKind, { name: "CacheHitKind" });
+registerEnumType(CircuitState, { name: "CircuitState" });
+registerEnumType(Role, { name: "Role" });
+registerEnumType(UsageDimension, { name: "UsageDimension" });

@@ -1,0 +1,153 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { ApolloServer } from "@apollo/server";
+import { expressMiddleware } from "@as-integrations/express5";
+import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import express from "express";
+import { GraphQLError, type GraphQLSchema } from "graphql";
+import type { CloseCode } from "graphql-ws";
+import { useServer } from "graphql-ws/use/ws";
+import { WebSocketServer } from "ws";
+import type { App } from "../app/app";
+import { AppError } from "../common/errors";
+import type { Viewer } from "../auth/viewer";
+import type { GraphQLContext } from "../graphql/context";
+import { formatError, isUnexpected } from "../graphql/errors";
+
+export interface HttpServer {
+  server: http.Server;
+  port: number;
+  /** Stops accepting, closes WebSockets, lets in-flight requests finish. */
+  close(): Promise<void>;
+}
+
+const GRAPHQL_PATH = "/graphql";
+const MAX_BODY = "1mb";
+
+/** HTTP and graphql-ws on one port, plus health, readiness and stored outputs. */
+export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<HttpServer> {
+  const { config, logger, services } = app;
+  const expressApp = express();
+  expressApp.disable("x-powered-by");
+  const server = http.createServer(expressApp);
+
+  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  const wsServer = useServer<{ authorization?: unknown }, { viewer?: Viewer | null }>(
+    {
+      schema,
+      onConnect: async (ctx) => {
+        try {
+          const auth = ctx.connectionParams?.authorization;
+          ctx.extra.viewer = await services.auth.authenticate(
+            typeof auth === "string" ? auth : undefined,
+          );
+          return true;
+        } catch (err) {
+          if (err instanceof AppError) return false;
+          logger.error({ err }, "websocket authentication failed");
+          return false;
+        }
+      },
+      context: (ctx): GraphQLContext => ({ viewer: ctx.extra.viewer ?? null, services }),
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors
+          ? { ...result, errors: result.errors.map((e) => toFormatted(e, logger)) }
+          : result,
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => toFormatted(e, logger)),
+    },
+    wss,
+  );
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema,
+    introspection: true,
+    csrfPrevention: true,
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      {
+        async serverWillStart() {
+          return { drainServer: async () => wsServer.dispose() };
+        },
+      },
+    ],
+    includeStacktraceInErrorResponses: false,
+    formatError: (formatted, error) => {
+      if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a resolver");
+      return formatError(formatted, error);
+    },
+  });
+  await apollo.start();
+
+  expressApp.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  expressApp.get("/readyz", async (_req, res) => {
+    const checks = await app.ready();
+    const ok = checks.postgres && checks.redis !== false;
+    res.status(ok ? 200 : 503).json({ status: ok ? "ready" : "unavailable", checks });
+  });
+  expressApp.get("/files/{*key}", async (req, res) => {
+    const key = (req.params as { key: string[] }).key.join("/");
+    const { expires, sig } = req.query as { expires?: string; sig?: string };
+    if (!services.urlSigner.verify(key, expires, sig)) {
+      res.status(403).json({ error: "link invalid or expired" });
+      return;
+    }
+    const object = await app.objects.get(key).catch(() => null);
+    if (!object) {
+      res.status(404).json({ error: "not found" });
+      return;
+    }
+    res.setHeader("content-type", object.contentType);
+    res.setHeader("cache-control", "private, max-age=3600, immutable");
+    res.send(object.data);
+  });
+  expressApp.use(
+    GRAPHQL_PATH,
+    express.json({ limit: MAX_BODY }),
+    expressMiddleware(apollo, {
+      context: async ({ req }): Promise<GraphQLContext> => {
+        try {
+          const viewer = await services.auth.authenticate(req.headers.authorization);
+          return { viewer, services };
+        } catch (err) {
+          if (err instanceof AppError) {
+            throw new GraphQLError(err.message, {
+              extensions: { code: err.code, http: { status: 401 } },
+            });
+          }
+          throw err;
+        }
+      },
+    }),
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.PORT, config.HOST, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  if (config.PUBLIC_URL === "http://localhost:0") {
+    services.urlSigner.baseUrl = `http://127.0.0.1:${port}`;
+  }
+  logger.info({ port, url: `${config.PUBLIC_URL}${GRAPHQL_PATH}` }, "api listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    close() {
+      closing ??= (async () => {
+        for (const client of wss.clients) client.close(1001 as CloseCode, "Server shutting down");
+        await apollo.stop();
+      })();
+      return closing;
+    },
+  };
+}
+
+function toFormatted(error: GraphQLError, logger: App["logger"]): GraphQLError {
+  if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a subscription");
+  const f = formatError(error.toJSON(), error);
+  return new GraphQLError(f.message, { extensions: f.extensions });
+}

@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+import "reflect-metadata";
+import { parseArgs } from "node:util";
+import { createApp, type App } from "./app/app";
+import { createLogger, type Logger } from "./common/logger";
+import { ConfigError, loadConfig, type Config } from "./config";
+import { buildGraphQLSchema, printGraphQLSchema } from "./graphql/schema";
+import { startHttpServer, type HttpServer } from "./http/server";
+import { openDatabase } from "./infra/data-source";
+import { migrate } from "./infra/migrate";
+import { AuthService } from "./auth/auth.service";
+import { ApiKeyRepository } from "./auth/api-key.repository";
+import { embeddedSecret } from "./app/secret";
+
+const USAGE = `usage: gengate <command>
+
+commands:
+  all                     api and worker in one process (the default for npm start)
+  api                     GraphQL over HTTP and WebSocket
+  worker                  queue consumer and reconciler
+  migrate                 apply database migrations and exit
+  create-key --role admin|partner [--label TEXT]
+                          print a new API key for the operators' account
+  print-schema            print the GraphQL SDL`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === "print-schema") {
+    process.stdout.write(await printGraphQLSchema());
+    return 0;
+  }
+  if (!command || command === "help" || command === "--help") {
+    console.log(USAGE);
+    return command ? 0 : 2;
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger(config.LOG_LEVEL, { role: command });
+  switch (command) {
+    case "api":
+    case "worker":
+    case "all":
+      return serve(config, logger, { api: command !== "worker", worker: command !== "api" });
+    case "migrate":
+      return runMigrate(config, logger);
+    case "create-key":
+      return createKey(config, rest);
+    default:
+      console.error(`unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function serve(
+  config: Config,
+  logger: Logger,
+  roles: { api: boolean; worker: boolean },
+): Promise<number> {
+  const app: App = await createApp(config, roles, logger);
+  let http: HttpServer | undefined;
+  if (roles.api) http = await startHttpServer(app, await buildGraphQLSchema());
+  if (roles.worker) logger.info({ concurrency: config.WORKER_CONCURRENCY }, "worker consuming");
+
+  const done = new Promise<number>((resolve) => {
+    let shuttingDown = false;
+    const shutdown = (signal: string) => {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      logger.info({ signal }, "shutting down");
+      const force = setTimeout(() => {
+        logger.error("shutdown timed out; exiting");
+        resolve(1);
+      }, config.SHUTDOWN_TIMEOUT_SECONDS * 1000);
+      force.unref();
+      (async () => {
+        await http?.close();
+        await app.stop();
+      })()
+        .then(() => {
+          logger.info("stopped");
+          resolve(0);
+        })
+        .catch((err: unknown) => {
+          logger.error({ err }, "error during shutdown");
+          resolve(1);
+        });
+    };
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    process.once("SIGINT", () => shutdown("SIGINT"));
+  });
+  return done;
+}
+
+async function runMigrate(config: Config, logger: Logger): Promise<number> {
+  const db = await openDatabase({
+    url: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolSize: 1,
+  });
+  try {
+    const applied = await migrate(db.dataSource);
+    logger.info({ applied }, applied.length ? "migrations applied" : "database is up to date");
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+async function createKey(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { role: { type: "string" }, label: { type: "string" } },
+    strict: true,
+  });
+  const role = values.role?.toUpperCase();
+  if (role !== "ADMIN" && role !== "PARTNER") {
+    console.error("create-key needs --role admin or --role partner");
+    return 2;
+  }
+  const db = await openDatabase({
+    url: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolSize: 1,
+  });
+  try {
+    await migrate(db.dataSource);
+    const secret = config.TOKEN_SECRET ?? embeddedSecret(config.DATA_DIR);
+    const auth = new AuthService(new ApiKeyRepository(db.dataSource), secret);
+    const { apiKey, key } = await auth.issueOperatorKey(role, values.label ?? null);
+    console.error(`created ${role} key ${apiKey.id} for account ${apiKey.accountId} (shown once):`);
+    console.log(key);
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+process.on("unhandledRejection", (reason) => {
+  console.error(
+    JSON.stringify({ level: "fatal", msg: "unhandled rejection", reason: String(reason) }),
+  );
+  process.exit(1);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(
+      JSON.stringify({
+        level: "fatal",
+        msg: "failed to start",
+        err: String(err),
+        stack: (err as Error)?.stack,
+      }),
+    );
+    process.exit(1);
+  },
+);

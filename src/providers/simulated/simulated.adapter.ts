@@ -1,0 +1,151 @@
+import { createHash } from "node:crypto";
+import type { MediaType } from "../../entities";
+import {
+  ProviderError,
+  type ProviderAdapter,
+  type ProviderJobState,
+  type ProviderRequest,
+  type SubmitResult,
+} from "../provider.adapter";
+import { renderAudio, renderImage, renderVideo } from "./sim-render";
+
+export interface SimulatedProviderOptions {
+  /** Median time from submit to result. @defaultValue 3000 */
+  latencyMs: number;
+  /** Spread of the latency as a fraction of the median, drawn per seed. @defaultValue 0.3 */
+  latencyJitter: number;
+  /** Share of jobs that fail, drawn per seed. @defaultValue 0 */
+  failureRate: number;
+  /** Number of distinct progress values reported before the result. @defaultValue 5 */
+  progressSteps: number;
+  now?: () => number;
+}
+
+/** Everything needed to answer about a job, carried in its id so any process can answer. */
+interface SimJob {
+  v: 1;
+  t: number;
+  latency: number;
+  failAt: number | null;
+  mediaType: MediaType;
+  prompt: string;
+  seed: number;
+  w?: number;
+  h?: number;
+  d?: number;
+}
+
+/**
+ * The built-in simulated provider. Deterministic for a given prompt and seed: latency,
+ * failure and the rendered output all derive from them. Stateless: a job's id encodes the job,
+ * so a restarted worker (or another one) can still ask for its status.
+ *
+ * Prompt directives for demos and tests: `[sim:fail]` fails the job, `[sim:latency=MS]` sets
+ * its latency, `[sim:reject]` refuses it at submit (not retryable).
+ */
+export class SimulatedProviderAdapter implements ProviderAdapter {
+  readonly name = "simulated";
+  private readonly now: () => number;
+
+  constructor(private readonly opts: SimulatedProviderOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  async submit(req: ProviderRequest): Promise<SubmitResult> {
+    if (req.prompt.includes("[sim:reject]")) {
+      throw new ProviderError("prompt refused by the simulated provider", "CONTENT_REFUSED", false);
+    }
+    const u = unitFloats(`${req.prompt}\u0000${req.seed}`);
+    const latencyDirective = /\[sim:latency=(\d{1,7})\]/.exec(req.prompt);
+    const latency = latencyDirective
+      ? Number(latencyDirective[1])
+      : Math.round(this.opts.latencyMs * (1 + this.opts.latencyJitter * (2 * u[0]! - 1)));
+    const fails = req.prompt.includes("[sim:fail]") || u[1]! < this.opts.failureRate;
+    const job: SimJob = {
+      v: 1,
+      t: this.now(),
+      latency,
+      failAt: fails ? 0.5 : null,
+      mediaType: req.mediaType,
+      prompt: req.prompt,
+      seed: req.seed,
+      w: req.width,
+      h: req.height,
+      d: req.durationSeconds,
+    };
+    return { providerJobId: encodeJob(job), pollAfterMs: this.stepMs(job) };
+  }
+
+  async getStatus(providerJobId: string): Promise<ProviderJobState> {
+    const job = decodeJob(providerJobId);
+    const elapsed = this.now() - job.t;
+    const fraction = job.latency <= 0 ? 1 : Math.min(1, elapsed / job.latency);
+    if (job.failAt !== null && fraction >= job.failAt) {
+      return {
+        status: "failed",
+        error: new ProviderError("simulated provider failure", "PROVIDER_ERROR", true),
+      };
+    }
+    if (fraction < 1) {
+      const steps = this.opts.progressSteps;
+      const progress = Math.floor(fraction * steps) / steps;
+      const toNextStep = job.latency * ((Math.floor(fraction * steps) + 1) / steps) - elapsed;
+      return { status: "processing", progress, pollAfterMs: Math.max(1, Math.ceil(toNextStep)) };
+    }
+    return { status: "succeeded", outputs: [render(job)], costUsd: undefined };
+  }
+
+  async cancel(): Promise<void> {
+    // Nothing runs anywhere: a canceled simulated job simply stops being asked about.
+  }
+
+  private stepMs(job: SimJob): number {
+    return Math.max(1, Math.ceil(job.latency / this.opts.progressSteps));
+  }
+}
+
+function render(job: SimJob) {
+  switch (job.mediaType) {
+    case "IMAGE":
+      return renderImage({
+        prompt: job.prompt,
+        seed: job.seed,
+        width: job.w ?? 512,
+        height: job.h ?? 512,
+      });
+    case "VIDEO":
+      return renderVideo({
+        prompt: job.prompt,
+        seed: job.seed,
+        width: job.w ?? 512,
+        height: job.h ?? 512,
+        durationSeconds: job.d ?? 2,
+      });
+    case "AUDIO":
+      return renderAudio({ prompt: job.prompt, seed: job.seed, durationSeconds: job.d ?? 5 });
+  }
+}
+
+function unitFloats(text: string): number[] {
+  const digest = createHash("sha256").update(text).digest();
+  return [0, 4, 8, 12].map((o) => digest.readUInt32BE(o) / 2 ** 32);
+}
+
+function encodeJob(job: SimJob): string {
+  return `sim_${Buffer.from(JSON.stringify(job)).toString("base64url")}`;
+}
+
+function decodeJob(id: string): SimJob {
+  try {
+    if (!id.startsWith("sim_")) throw new Error("prefix");
+    const job = JSON.parse(Buffer.from(id.slice(4), "base64url").toString("utf8")) as SimJob;
+    if (job.v !== 1) throw new Error("version");
+    return job;
+  } catch {
+    throw new ProviderError(
+      `unknown simulated job ${id.slice(0, 24)}`,
+      "PROVIDER_JOB_NOT_FOUND",
+      false,
+    );
+  }
+}

@@ -1,0 +1,92 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+
+/**
+ * Durable storage for outputs (provider URLs expire). Keys are relative paths such as
+ * `generations/<id>/0.png`. Left out deliberately: listing and deletion policies.
+ */
+export interface ObjectStore {
+  put(key: string, data: Buffer, contentType: string): Promise<void>;
+  get(key: string): Promise<{ data: Buffer; contentType: string } | null>;
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  ".png": "image/png",
+  ".apng": "image/apng",
+  ".jpg": "image/jpeg",
+  ".webp": "image/webp",
+  ".gif": "image/gif",
+  ".mp4": "video/mp4",
+  ".wav": "audio/wav",
+  ".mp3": "audio/mpeg",
+  ".bin": "application/octet-stream",
+};
+
+export function extensionFor(contentType: string): string {
+  const found = Object.entries(CONTENT_TYPES).find(([, ct]) => ct === contentType);
+  return found ? found[0] : ".bin";
+}
+
+/** Files under one folder (shared by api and workers through a volume when they are apart). */
+export class LocalObjectStore implements ObjectStore {
+  constructor(private readonly root: string) {}
+
+  async put(key: string, data: Buffer, _contentType: string): Promise<void> {
+    const file = this.resolve(key);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    // Write then rename, so a reader never sees half a file.
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  }
+
+  async get(key: string): Promise<{ data: Buffer; contentType: string } | null> {
+    try {
+      const data = await fs.readFile(this.resolve(key));
+      return { data, contentType: CONTENT_TYPES[path.extname(key)] ?? "application/octet-stream" };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  private resolve(key: string): string {
+    const root = path.resolve(this.root);
+    const file = path.resolve(root, key);
+    if (!file.startsWith(root + path.sep)) throw new Error("object key escapes the store");
+    return file;
+  }
+}
+
+/** Expiring links to stored outputs: HMAC over the key and the expiry time. */
+export class OutputUrlSigner {
+  constructor(
+    /** Public base URL of the api; follows the real port when the api listens on port 0. */
+    public baseUrl: string,
+    private readonly secret: string,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  sign(key: string, now = Date.now()): string {
+    const expires = Math.floor(now / 1000) + this.ttlSeconds;
+    return `${this.baseUrl}/files/${key}?expires=${expires}&sig=${this.mac(key, expires)}`;
+  }
+
+  verify(
+    key: string,
+    expires: string | undefined,
+    sig: string | undefined,
+    now = Date.now(),
+  ): boolean {
+    const exp = Number(expires);
+    if (!Number.isInteger(exp) || exp * 1000 < now || typeof sig !== "string") return false;
+    const expected = Buffer.from(this.mac(key, exp));
+    const given = Buffer.from(sig);
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  }
+
+  private mac(key: string, expires: number): string {
+    return createHmac("sha256", this.secret).update(`${key}\n${expires}`).digest("base64url");
+  }
+}
