@@ -1,0 +1,160 @@
+import { createLogger } from "../../src/common/logger";
+import { deferred } from "../../src/common/deferred";
+import { BullMqDriver } from "../../src/infra/queue/bullmq.driver";
+import { InProcessQueueDriver } from "../../src/infra/queue/in-process.driver";
+import type { Job, QueueConsumer, QueueDriver } from "../../src/infra/queue/queue.driver";
+import { redisOptions } from "../../src/infra/redis";
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis";
+
+const logger = createLogger("silent");
+
+interface Harness {
+  driver: QueueDriver;
+  cleanup(): Promise<void>;
+}
+
+const drivers: Array<[string, () => Harness]> = [
+  [
+    "in-process",
+    () => {
+      const driver = new InProcessQueueDriver(logger);
+      return { driver, cleanup: () => driver.close() };
+    },
+  ],
+  [
+    "BullMQ",
+    () => {
+      const prefix = uniquePrefix();
+      const driver = new BullMqDriver({
+        connection: redisOptions(TEST_REDIS_URL) as never,
+        prefix,
+        queueName: "generations",
+        logger,
+      });
+      return {
+        driver,
+        cleanup: async () => {
+          await driver.close();
+          await deletePrefix(prefix);
+        },
+      };
+    },
+  ],
+];
+
+describe.each(drivers)("%s queue driver", (_name, make) => {
+  let h: Harness;
+  let consumer: QueueConsumer | undefined;
+
+  beforeEach(() => {
+    h = make();
+  });
+
+  afterEach(async () => {
+    await consumer?.close();
+    consumer = undefined;
+    await h.cleanup();
+  });
+
+  /** Starts a consumer that records jobs and resolves once `n` have run. */
+  function collect(n: number, concurrency = 1) {
+    const seen: Job[] = [];
+    const done = deferred<Job[]>();
+    consumer = h.driver.consume(
+      async (job) => {
+        seen.push(job);
+        if (seen.length === n) done.resolve(seen);
+      },
+      { concurrency },
+    );
+    return done.promise;
+  }
+
+  it("runs a job with its name and data", async () => {
+    const ran = collect(1);
+    await h.driver.add("submit", { generationId: "g1" }, { jobId: "g1" });
+    const [job] = await ran;
+    expect(job).toEqual({ id: "g1", name: "submit", data: { generationId: "g1" } });
+  });
+
+  it("ignores a job whose id is already waiting", async () => {
+    await h.driver.add("submit", { generationId: "g1" }, { jobId: "same" });
+    await h.driver.add("submit", { generationId: "g2" }, { jobId: "same" });
+    await h.driver.add("submit", { generationId: "g3" }, { jobId: "other" });
+    const jobs = await collect(2);
+    expect(jobs.map((j) => j.data.generationId)).toEqual(["g1", "g3"]);
+  });
+
+  it("serves higher priority first", async () => {
+    await h.driver.add("submit", { generationId: "batch" }, { jobId: "b", priority: 10 });
+    await h.driver.add("submit", { generationId: "standard" }, { jobId: "s", priority: 5 });
+    await h.driver.add("submit", { generationId: "interactive" }, { jobId: "i", priority: 1 });
+    const jobs = await collect(3);
+    expect(jobs.map((j) => j.data.generationId)).toEqual(["interactive", "standard", "batch"]);
+  });
+
+  it("holds a delayed job until its delay passes", async () => {
+    const ran = collect(2);
+    const added = Date.now();
+    await h.driver.add(
+      "poll",
+      { generationId: "late", attempt: 1 },
+      { jobId: "late", delayMs: 300 },
+    );
+    await h.driver.add("poll", { generationId: "now", attempt: 1 }, { jobId: "now" });
+    expect(await h.driver.has("late")).toBe(true);
+    const jobs = await ran;
+    expect(jobs.map((j) => j.data.generationId)).toEqual(["now", "late"]);
+    expect(Date.now() - added).toBeGreaterThanOrEqual(290);
+  });
+
+  it("removes a waiting job so it never runs", async () => {
+    await h.driver.add("submit", { generationId: "gone" }, { jobId: "gone" });
+    await h.driver.add("submit", { generationId: "kept" }, { jobId: "kept" });
+    await h.driver.remove("gone");
+    expect(await h.driver.has("gone")).toBe(false);
+    const jobs = await collect(1);
+    expect(jobs.map((j) => j.id)).toEqual(["kept"]);
+  });
+
+  it("lets the same id be enqueued again once the job has finished", async () => {
+    let runs = 0;
+    const twice = deferred();
+    const once = deferred();
+    consumer = h.driver.consume(
+      async () => {
+        runs++;
+        if (runs === 1) once.resolve();
+        if (runs === 2) twice.resolve();
+      },
+      { concurrency: 1 },
+    );
+    await h.driver.add("submit", { generationId: "g" }, { jobId: "again" });
+    await once.promise;
+    // BullMQ removes the finished job right after the handler returns; wait for that.
+    while (await h.driver.has("again")) await new Promise((r) => setImmediate(r));
+    await h.driver.add("submit", { generationId: "g" }, { jobId: "again" });
+    await twice.promise;
+    expect(runs).toBe(2);
+  });
+
+  it("waits for the active job when the consumer closes", async () => {
+    const started = deferred();
+    const release = deferred();
+    let finished = false;
+    const c = h.driver.consume(
+      async () => {
+        started.resolve();
+        await release.promise;
+        finished = true;
+      },
+      { concurrency: 1 },
+    );
+    await h.driver.add("submit", { generationId: "slow" }, { jobId: "slow" });
+    await started.promise;
+    const closing = c.close();
+    release.resolve();
+    await closing;
+    expect(finished).toBe(true);
+  });
+});

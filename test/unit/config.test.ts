@@ -1,0 +1,36 @@
+import { ConfigError, loadConfig } from "../../src/config";
+
+describe("configuration", () => {
+  it("starts with no variables at all (the embedded default)", () => {
+    const c = loadConfig({});
+    expect(c.DATABASE_URL).toBeUndefined();
+    expect(c.REDIS_URL).toBeUndefined();
+    expect(c.PORT).toBe(4000);
+    expect(c.PUBLIC_URL).toBe("http://localhost:4000");
+  });
+
+  it("names every invalid variable in one message", () => {
+    expect(() =>
+      loadConfig({ PORT: "http", REDIS_URL: "localhost:6379", SIM_FAILURE_RATE: "2" }),
+    ).toThrow(
+      /PORT[\s\S]*REDIS_URL: must be a URL starting with redis:\/\/ or rediss:\/\/[\s\S]*SIM_FAILURE_RATE/,
+    );
+  });
+
+  it("requires a token secret with a real database", () => {
+    expect(() => loadConfig({ DATABASE_URL: "postgres://x@localhost/db" })).toThrow(ConfigError);
+    expect(() =>
+      loadConfig({ DATABASE_URL: "postgres://x@localhost/db", TOKEN_SECRET: "short" }),
+    ).toThrow(/at least 32 characters/);
+  });
+
+  it("refuses polling bounds that cross", () => {
+    expect(() => loadConfig({ POLL_MIN_MS: "5000", POLL_MAX_MS: "100" })).toThrow(/POLL_MIN_MS/);
+  });
+
+  it("strips a trailing slash from the public URL", () => {
+    expect(loadConfig({ PUBLIC_URL: "https://gen.example.com/" }).PUBLIC_URL).toBe(
+      "https://gen.example.com",
+    );
+  });
+});

@@ -1,0 +1,68 @@
+import { estimateCost } from "../../src/cost/cost-estimator";
+import { StaticModelCatalog } from "../../src/cost/model-catalog";
+import { selectModel } from "../../src/cost/model-selector";
+
+const catalog = new StaticModelCatalog();
+
+describe("cost estimate", () => {
+  it("charges a per-image model the same whatever the size", () => {
+    const m = catalog.get("sim-image-fast")!;
+    const small = estimateCost(m, { width: 256, height: 256, priority: "STANDARD" });
+    const large = estimateCost(m, { width: 1024, height: 1024, priority: "STANDARD" });
+    expect(small.estimatedCostUsd).toBe(0.003);
+    expect(large.estimatedCostUsd).toBe(0.003);
+    expect(small.breakdown.resolutionMultiplier).toBe(1);
+  });
+
+  it("scales a per-megapixel model with the output area", () => {
+    const m = catalog.get("sim-image-standard")!;
+    const e = estimateCost(m, { width: 2048, height: 2048, priority: "STANDARD" });
+    expect(e.breakdown.resolutionMultiplier).toBeCloseTo(4.1943, 4);
+    expect(e.estimatedCostUsd).toBeCloseTo(0.025 * 4.194304, 6);
+  });
+
+  it("multiplies a per-second model by the duration", () => {
+    const m = catalog.get("sim-video")!;
+    const e = estimateCost(m, {
+      width: 512,
+      height: 512,
+      durationSeconds: 4,
+      priority: "STANDARD",
+    });
+    expect(e.breakdown.durationMultiplier).toBe(4);
+    expect(e.estimatedCostUsd).toBeCloseTo(0.2, 6);
+  });
+
+  it("halves the price of batch priority", () => {
+    const m = catalog.get("sim-image-fast")!;
+    const e = estimateCost(m, { priority: "BATCH" });
+    expect(e.breakdown.batchDiscount).toBe(0.5);
+    expect(e.estimatedCostUsd).toBe(0.0015);
+  });
+
+  it("rounds to micro-dollars", () => {
+    const m = catalog.get("sim-image-standard")!;
+    const e = estimateCost(m, { width: 1000, height: 1000, priority: "STANDARD" });
+    expect(Number.isInteger(e.estimatedCostUsd * 1e6)).toBe(true);
+  });
+});
+
+describe("model selection", () => {
+  it("picks the cheapest model that meets the quality asked for", () => {
+    expect(selectModel(catalog, "IMAGE", 3)?.name).toBe("sim-image-fast");
+    expect(selectModel(catalog, "IMAGE", 5)?.name).toBe("sim-image-standard");
+    expect(selectModel(catalog, "IMAGE", 9)?.name).toBe("sim-image-pro");
+  });
+
+  it("falls back to the best model when none reaches the quality", () => {
+    expect(selectModel(catalog, "AUDIO", 10)?.name).toBe("sim-audio");
+  });
+
+  it("never picks a deprecated model", () => {
+    const c = new StaticModelCatalog([
+      { ...catalog.get("sim-image-fast")!, deprecated: true },
+      catalog.get("sim-image-pro")!,
+    ]);
+    expect(selectModel(c, "IMAGE", 1)?.name).toBe("sim-image-pro");
+  });
+});
