@@ -82,30 +82,56 @@ export class GenerationSubscriptions {
   }
 }
 
-async function* stream(
+function stream(
   initial: GenerationSnapshot[],
   sub: Subscription<GenerationEventPayload>,
   opts: { completeOnTerminal: boolean },
-): AsyncGenerator<GenerationEventPayload> {
-  const seen = new Map<string, number>();
-  try {
-    for (const g of initial) {
-      seen.set(g.id, g.version);
-      yield {
-        type: eventTypeForStatus(g.status, g.progress),
-        at: new Date().toISOString(),
-        generation: g,
-      };
-      if (opts.completeOnTerminal && isTerminal(g.status)) return;
+): AsyncIterableIterator<GenerationEventPayload> {
+  return new CurrentThenLive(initial, sub, opts.completeOnTerminal);
+}
+
+/**
+ * Not an async generator on purpose: a generator awaiting the next event cannot be returned
+ * until that event arrives, so an unsubscribing client would hold its Redis subscription
+ * until then. Here `return()` ends the stream at once.
+ */
+class CurrentThenLive implements AsyncIterableIterator<GenerationEventPayload> {
+  private readonly seen = new Map<string, number>();
+  private finished = false;
+
+  constructor(
+    private readonly initial: GenerationSnapshot[],
+    private readonly sub: Subscription<GenerationEventPayload>,
+    private readonly completeOnTerminal: boolean,
+  ) {}
+
+  async next(): Promise<IteratorResult<GenerationEventPayload>> {
+    while (!this.finished) {
+      const g = this.initial.shift();
+      const event: GenerationEventPayload | undefined = g
+        ? {
+            type: eventTypeForStatus(g.status, g.progress),
+            at: new Date().toISOString(),
+            generation: g,
+          }
+        : (await this.sub.next()).value;
+      if (!event) break;
+      const { id, version, status } = event.generation;
+      if ((this.seen.get(id) ?? -1) >= version) continue;
+      this.seen.set(id, version);
+      if (this.completeOnTerminal && isTerminal(status)) await this.return();
+      return { value: event, done: false };
     }
-    for await (const event of sub) {
-      const g = event.generation;
-      if ((seen.get(g.id) ?? -1) >= g.version) continue;
-      seen.set(g.id, g.version);
-      yield event;
-      if (opts.completeOnTerminal && isTerminal(g.status)) return;
-    }
-  } finally {
-    await sub.return();
+    return this.return();
+  }
+
+  async return(): Promise<IteratorResult<GenerationEventPayload>> {
+    this.finished = true;
+    await this.sub.return();
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
   }
 }

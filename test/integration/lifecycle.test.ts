@@ -1,3 +1,5 @@
+import Redis from "ioredis";
+import { TEST_REDIS_URL } from "../helpers/redis";
 import { gql, errorCode, wsClient, type WsClient } from "../helpers/graphql";
 import {
   adminKey,
@@ -333,6 +335,42 @@ describe("generation lifecycle over HTTP and graphql-ws", () => {
       after = res.data.generations.pageInfo.endCursor;
     }
     expect(seen).toEqual(["page 4", "page 3", "page 2", "page 1", "page 0"]);
+  });
+
+  it("releases the Redis subscription as soon as a client unsubscribes", async () => {
+    const res = await gql(
+      server.url,
+      GENERATE,
+      {
+        input: {
+          userId: "u-1",
+          mediaType: "IMAGE",
+          prompt: "never ends [sim:latency=600000]",
+          width: 128,
+          height: 128,
+        },
+      },
+      key,
+    );
+    const id = res.data!.generate.id;
+    const channel = `${env.redisPrefix}:generation:${id}`;
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const sub = socket().subscribe(WATCH, { id });
+      await sub.until(() => true);
+      const [, before] = (await redis.pubsub("NUMSUB", channel)) as [string, number];
+      expect(before).toBe(1);
+      sub.stop();
+      const deadline = Date.now() + 5000;
+      let after = before;
+      while (after > 0 && Date.now() < deadline) {
+        [, after] = (await redis.pubsub("NUMSUB", channel)) as [string, number];
+      }
+      expect(after).toBe(0);
+    } finally {
+      redis.disconnect();
+      await gql(server.url, `mutation($id: ID!) { cancelGeneration(id: $id) { id } }`, { id }, key);
+    }
   });
 
   it("streams a user's generations on generationsUpdated", async () => {
