@@ -37,6 +37,8 @@ const schema = z.object({
   TOKEN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   WORKER_CONCURRENCY: intFrom(1, 1000).default(16),
+  /** How long a worker's claim on a job lasts without renewal; a dead worker's jobs return after it. */
+  QUEUE_LOCK_MS: intFrom(1000, 600000).default(30000),
   RECONCILE_INTERVAL_SECONDS: z.coerce.number().min(0.05).max(3600).default(15),
   /** A PROCESSING generation untouched for this long is considered lost by the queue. */
   RECONCILE_STALE_SECONDS: z.coerce.number().min(0.1).max(86400).default(60),

@@ -133,7 +133,10 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       },
       logger.child({ component: "worker" }),
     );
-    consumer = queue.consume(processor.handle, { concurrency: config.WORKER_CONCURRENCY });
+    consumer = queue.consume(processor.handle, {
+      concurrency: config.WORKER_CONCURRENCY,
+      lockMs: config.QUEUE_LOCK_MS,
+    });
     reconciler.start();
   }
 

@@ -46,6 +46,7 @@ export async function createTestEnv(): Promise<TestEnv> {
       POLL_MAX_MS: "200",
       RECONCILE_INTERVAL_SECONDS: "0.5",
       RECONCILE_STALE_SECONDS: "2",
+      QUEUE_LOCK_MS: "2000",
       SHUTDOWN_TIMEOUT_SECONDS: "10",
       ...overrides,
     }),

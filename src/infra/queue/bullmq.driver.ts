@@ -1,6 +1,7 @@
 import { Queue, Worker, type ConnectionOptions } from "bullmq";
 import type { Logger } from "../../common/logger";
 import type {
+  ConsumeOptions,
   EnqueueOptions,
   JobData,
   JobHandler,
@@ -60,7 +61,7 @@ export class BullMqDriver implements QueueDriver {
     return this.queue.getJobCountByTypes("waiting", "prioritized");
   }
 
-  consume(handler: JobHandler, opts: { concurrency: number }): QueueConsumer {
+  consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer {
     const worker = new Worker<JobData, void, JobName>(
       this.opts.queueName,
       async (job) => handler({ id: job.id ?? "", name: job.name, data: job.data }),
@@ -68,6 +69,8 @@ export class BullMqDriver implements QueueDriver {
         connection: this.opts.connection,
         prefix: this.opts.prefix,
         concurrency: opts.concurrency,
+        lockDuration: opts.lockMs,
+        stalledInterval: opts.lockMs,
       },
     );
     worker.on("failed", (job, err) =>

@@ -1,5 +1,6 @@
 import type { Logger } from "../../common/logger";
 import type {
+  ConsumeOptions,
   EnqueueOptions,
   Job,
   JobData,
@@ -64,7 +65,7 @@ export class InProcessQueueDriver implements QueueDriver {
     return this.waiting.length;
   }
 
-  consume(handler: JobHandler, opts: { concurrency: number }): QueueConsumer {
+  consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer {
     const consumer = new InProcessConsumer(this, handler, opts.concurrency, this.logger);
     this.consumers.add(consumer);
     consumer.pump();

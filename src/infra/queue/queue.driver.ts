@@ -33,6 +33,12 @@ export interface QueueConsumer {
   close(): Promise<void>;
 }
 
+export interface ConsumeOptions {
+  concurrency: number;
+  /** How long a claim on a job lasts; jobs of a worker that died are served again after it. */
+  lockMs?: number;
+}
+
 export interface QueueDriver {
   add(name: JobName, data: JobData, opts: EnqueueOptions): Promise<void>;
   /** Whether a job with this id is waiting, delayed or active. */
@@ -41,7 +47,7 @@ export interface QueueDriver {
   remove(jobId: string): Promise<void>;
   /** Number of jobs waiting (not delayed, not active), per priority value. */
   waitingCount(): Promise<number>;
-  consume(handler: JobHandler, opts: { concurrency: number }): QueueConsumer;
+  consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer;
   close(): Promise<void>;
 }
 
