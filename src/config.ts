@@ -80,6 +80,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.POLL_MIN_MS > c.POLL_MAX_MS) {
     throw new ConfigError("Invalid configuration:\n  POLL_MIN_MS: must not exceed POLL_MAX_MS");
   }
+  if (c.RECONCILE_STALE_SECONDS * 1000 <= 2 * c.POLL_MAX_MS) {
+    throw new ConfigError(
+      "Invalid configuration:\n  RECONCILE_STALE_SECONDS: must be more than twice POLL_MAX_MS, or live jobs would look lost",
+    );
+  }
   const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");
   return { ...c, PUBLIC_URL: publicUrl };
 }

@@ -28,6 +28,12 @@ describe("configuration", () => {
     expect(() => loadConfig({ POLL_MIN_MS: "5000", POLL_MAX_MS: "100" })).toThrow(/POLL_MIN_MS/);
   });
 
+  it("refuses a staleness window shorter than the polling interval", () => {
+    expect(() => loadConfig({ RECONCILE_STALE_SECONDS: "1", POLL_MAX_MS: "5000" })).toThrow(
+      /RECONCILE_STALE_SECONDS/,
+    );
+  });
+
   it("strips a trailing slash from the public URL", () => {
     expect(loadConfig({ PUBLIC_URL: "https://gen.example.com/" }).PUBLIC_URL).toBe(
       "https://gen.example.com",
