@@ -121,9 +121,9 @@ export class GenerationRepository {
           cached: false,
           version: 1,
         });
+        // `save` reads back id, defaults and timestamps through RETURNING: no second query.
         const saved = await m.getRepository(GenerationEntity).save(g);
-        const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id: saved.id });
-        return { generation: toSnapshot(fresh, []), created: true };
+        return { generation: toSnapshot(saved, []), created: true };
       });
     } catch (err) {
       // Two requests with the same key raced; the loser answers with the winner's generation.
@@ -424,18 +424,28 @@ export class GenerationRepository {
     return this.withAttempts(m, existing);
   }
 
+  /** The end user's row id, created on first use. Reads first: nearly every call finds one. */
   private async upsertEndUser(
     m: EntityManager,
     accountId: string,
     userId: string,
   ): Promise<string> {
-    const rows = (await m.query(
+    const find = () =>
+      m.query(`SELECT id FROM end_users WHERE account_id = $1 AND user_id = $2`, [
+        accountId,
+        userId,
+      ]) as Promise<Array<{ id: string }>>;
+    const [existing] = await find();
+    if (existing) return existing.id;
+    const [inserted] = (await m.query(
       `INSERT INTO end_users (account_id, user_id) VALUES ($1, $2)
-       ON CONFLICT (account_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id
-       RETURNING id`,
+       ON CONFLICT (account_id, user_id) DO NOTHING RETURNING id`,
       [accountId, userId],
     )) as Array<{ id: string }>;
-    return rows[0]!.id;
+    if (inserted) return inserted.id;
+    // A concurrent request inserted it between our read and our insert.
+    const [raced] = await find();
+    return raced!.id;
   }
 
   private async lock(m: EntityManager, id: string): Promise<GenerationEntity | null> {
