@@ -7,6 +7,7 @@ import {
   NotFoundError,
   UnauthenticatedError,
 } from "../common/errors";
+import { assertStorableText } from "../common/text";
 import type { ApiKeyRepository } from "./api-key.repository";
 import { requireRole, type Viewer } from "./viewer";
 
@@ -57,6 +58,7 @@ export class AuthService {
     name: string,
   ): Promise<{ account: AccountEntity } & IssuedKey> {
     requireRole(viewer, "ADMIN");
+    assertStorableText("name", name);
     const trimmed = name.trim();
     if (!trimmed || trimmed.length > 200)
       throw new BadInputError("name", "must be 1 to 200 characters");
@@ -82,6 +84,7 @@ export class AuthService {
     if (accountId && accountId !== v.accountId && v.role !== "ADMIN") {
       throw new ForbiddenError("A PARTNER key creates keys for its own account only");
     }
+    assertStorableText("label", label);
     if (label != null && label.length > 200)
       throw new BadInputError("label", "must be at most 200 characters");
     const target = accountId ?? v.accountId;
@@ -128,6 +131,12 @@ export class AuthService {
   async issueOperatorKey(role: KeyRole, label: string | null): Promise<IssuedKey> {
     const account = await this.keys.findOrCreateAccount(OPERATORS_ACCOUNT);
     return this.issueKey(account.id, role, label);
+  }
+
+  /** A first ADMIN key when none exists yet (the embedded default's first start); else null. */
+  async bootstrapAdminKey(): Promise<IssuedKey | null> {
+    if ((await this.keys.countActiveKeys("ADMIN")) > 0) return null;
+    return this.issueOperatorKey("ADMIN", "bootstrap");
   }
 
   async accountOf(viewer: Viewer): Promise<AccountEntity | null> {
@@ -182,6 +191,7 @@ function newKey(): { key: string; hash: string; prefix: string } {
 }
 
 export function validateUserId(userId: string): void {
+  assertStorableText("userId", userId);
   if (
     typeof userId !== "string" ||
     userId.length === 0 ||

@@ -37,8 +37,8 @@ export class BadInputError extends AppError {
 
 export class IdempotencyConflictError extends AppError {
   readonly code = "IDEMPOTENCY_CONFLICT";
-  constructor(generationId: string) {
-    super("idempotencyKey was already used with different parameters", { generationId });
+  constructor() {
+    super("idempotencyKey was already used with different parameters");
   }
 }
 

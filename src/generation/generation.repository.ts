@@ -420,7 +420,7 @@ export class GenerationRepository {
       .getRepository(GenerationEntity)
       .findOneBy({ accountId, idempotencyKey: key });
     if (!existing) return null;
-    if (existing.requestHash !== requestHash) throw new IdempotencyConflictError(existing.id);
+    if (existing.requestHash !== requestHash) throw new IdempotencyConflictError();
     return this.withAttempts(m, existing);
   }
 

@@ -42,7 +42,7 @@ export class GenerationService {
   async generate(viewer: Viewer | null, input: GenerateRequest): Promise<GenerationSnapshot> {
     const v = requireViewer(viewer);
     const userId = this.userFor(v, input.userId);
-    const req = validateGenerateRequest(this.catalog, input);
+    const req = validateGenerateRequest(this.catalog, input, userId);
     const quote = await this.quote(req.model, req.params, req.priority);
     const { generation, created } = await this.repo.createQueued({
       accountId: v.accountId,
@@ -75,7 +75,7 @@ export class GenerationService {
 
   async estimate(viewer: Viewer | null, input: GenerateRequest): Promise<CostQuote> {
     requireViewer(viewer);
-    const req = validateGenerateRequest(this.catalog, input);
+    const req = validateGenerateRequest(this.catalog, input, input.userId ?? null);
     return this.quote(req.model, req.params, req.priority);
   }
 
@@ -105,6 +105,9 @@ export class GenerationService {
     if (args.accountId != null && !isUuid(args.accountId))
       throw new BadInputError("accountId", "must be a UUID");
     if (args.userId != null) validateUserId(args.userId);
+    if (v.role === "CLIENT" && args.userId != null && args.userId !== v.userId) {
+      throw new ForbiddenError("A client token sees its own user only");
+    }
     const scope = generationScope(v, args.accountId ?? undefined);
     const page = await this.repo.list(scope, {
       first,
@@ -203,8 +206,10 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
       string,
       string,
     ];
-    if (typeof createdAt !== "string" || Number.isNaN(Date.parse(createdAt)) || !isUuid(id))
-      throw new Error();
+    // Only the exact form encodeCursor writes, which Postgres can always read back.
+    if (typeof createdAt !== "string" || typeof id !== "string" || !isUuid(id)) throw new Error();
+    const date = new Date(createdAt);
+    if (Number.isNaN(date.getTime()) || date.toISOString() !== createdAt) throw new Error();
     return { createdAt, id };
   } catch {
     throw new BadInputError("after", "is not a cursor returned by this API");

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { BadInputError } from "../common/errors";
+import { assertStorableText } from "../common/text";
 import type { GenerationParams, MediaType, Priority } from "../entities";
 import type { ModelCatalog, ModelDefinition } from "../cost/model-catalog";
 import { selectModel } from "../cost/model-selector";
@@ -41,7 +42,13 @@ export function seedFromPrompt(prompt: string): number {
 export function validateGenerateRequest(
   catalog: ModelCatalog,
   input: GenerateRequest,
+  /** The end user charged: the input's, or the one a client token implies. */
+  userId: string | null,
 ): NormalizedRequest {
+  assertStorableText("prompt", input.prompt);
+  assertStorableText("negativePrompt", input.negativePrompt);
+  assertStorableText("idempotencyKey", input.idempotencyKey);
+  assertStorableText("callbackUrl", input.callbackUrl);
   const prompt = input.prompt?.trim() ?? "";
   if (!prompt) throw new BadInputError("prompt", "must not be empty");
   if (prompt.length > MAX_PROMPT_LENGTH) {
@@ -100,7 +107,10 @@ export function validateGenerateRequest(
     if (typeof input.metadata !== "object" || Array.isArray(input.metadata)) {
       throw new BadInputError("metadata", "must be a JSON object");
     }
-    if (Buffer.byteLength(JSON.stringify(input.metadata)) > MAX_METADATA_BYTES) {
+    const json = JSON.stringify(input.metadata);
+    if (json.includes("\\u0000"))
+      throw new BadInputError("metadata", "must not contain NUL characters");
+    if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
       throw new BadInputError("metadata", `must be at most ${MAX_METADATA_BYTES} bytes as JSON`);
     }
   }
@@ -120,7 +130,7 @@ export function validateGenerateRequest(
   const requestHash = createHash("sha256")
     .update(
       JSON.stringify([
-        input.userId ?? null,
+        userId,
         input.mediaType,
         prompt,
         negativePrompt,

@@ -78,7 +78,7 @@ describe("generation lifecycle over HTTP and graphql-ws", () => {
         input: {
           userId: "u-1",
           mediaType: "IMAGE",
-          prompt: "a fox in the snow",
+          prompt: "a fox in the snow [sim:latency=3000]",
           width: 256,
           height: 256,
           seed: 7,
