@@ -35,6 +35,8 @@ const schema = z.object({
   DATA_DIR: z.string().default(".gengate"),
   /** Signs client tokens and output URLs. Required with DATABASE_URL; generated and kept in DATA_DIR otherwise. */
   TOKEN_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /** Origins allowed to call /graphql from a browser: `*`, or a comma-separated list. */
+  CORS_ORIGINS: z.string().default("*"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   WORKER_CONCURRENCY: intFrom(1, 1000).default(16),
   /** How long a worker's claim on a job lasts without renewal; a dead worker's jobs return after it. */
@@ -66,7 +68,11 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = schema.safeParse(env);
+  // An empty variable (`PORT=`) means unset, as in most tools, not zero or "".
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
+  );
+  const parsed = schema.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);

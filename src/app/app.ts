@@ -97,6 +97,16 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   const events = new GenerationEvents(pubsub);
   const generationQueue = new GenerationQueue(queue);
   const auth = new AuthService(new ApiKeyRepository(db.dataSource), secret);
+  if (db.embedded && roles.api) {
+    // With nothing configured there is no other way to get in: print a first key, once.
+    const first = await auth.bootstrapAdminKey();
+    if (first) {
+      logger.warn(
+        { apiKey: first.key, keyId: first.apiKey.id },
+        "first start: created an ADMIN key (shown once; `gengate create-key` makes more)",
+      );
+    }
+  }
   const generations = new GenerationService(
     repo,
     generationQueue,

@@ -58,6 +58,14 @@ export class ApiKeyRepository {
     return (result.affected ?? 0) > 0;
   }
 
+  async countActiveKeys(role: KeyRole): Promise<number> {
+    return this.db
+      .getRepository(ApiKeyEntity)
+      .createQueryBuilder("k")
+      .where("k.role = :role AND k.revoked_at IS NULL", { role })
+      .getCount();
+  }
+
   /** The operators' account, created on first use by `gengate create-key --role admin`. */
   async findOrCreateAccount(name: string): Promise<AccountEntity> {
     const repo = this.db.getRepository(AccountEntity);

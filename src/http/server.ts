@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { ApolloServer } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import cors from "cors";
 import express from "express";
 import { GraphQLError, type GraphQLSchema } from "graphql";
 import type { CloseCode } from "graphql-ws";
@@ -10,7 +11,6 @@ import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { App } from "../app/app";
 import { AppError } from "../common/errors";
-import type { Viewer } from "../auth/viewer";
 import type { GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
 
@@ -32,15 +32,14 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   const server = http.createServer(expressApp);
 
   const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
-  const wsServer = useServer<{ authorization?: unknown }, { viewer?: Viewer | null }>(
+  const wsServer = useServer<{ authorization?: unknown }>(
     {
       schema,
       onConnect: async (ctx) => {
         try {
           const auth = ctx.connectionParams?.authorization;
-          ctx.extra.viewer = await services.auth.authenticate(
-            typeof auth === "string" ? auth : undefined,
-          );
+          // A bad credential closes the socket (4403); none at all connects, unauthenticated.
+          await services.auth.authenticate(typeof auth === "string" ? auth : undefined);
           return true;
         } catch (err) {
           if (err instanceof AppError) return false;
@@ -48,7 +47,18 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           return false;
         }
       },
-      context: (ctx): GraphQLContext => ({ viewer: ctx.extra.viewer ?? null, services }),
+      // Checked again for every operation, so a key revoked (or a token expired) while the
+      // socket stays open cannot start new subscriptions.
+      context: async (ctx): Promise<GraphQLContext> => {
+        const auth = ctx.connectionParams?.authorization;
+        const viewer = await services.auth
+          .authenticate(typeof auth === "string" ? auth : undefined)
+          .catch((err: unknown) => {
+            if (err instanceof AppError) return null;
+            throw err;
+          });
+        return { viewer, services };
+      },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors
           ? { ...result, errors: result.errors.map((e) => toFormatted(e, logger)) }
@@ -71,6 +81,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
       },
     ],
     includeStacktraceInErrorResponses: false,
+    // main.ts owns the signals: it stops the api, then the worker, then the connections.
+    stopOnTerminationSignals: false,
     formatError: (formatted, error) => {
       if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a resolver");
       return formatError(formatted, error);
@@ -104,6 +116,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   });
   expressApp.use(
     GRAPHQL_PATH,
+    // Bearer credentials only, never cookies: any allowed origin may call with its token.
+    cors({ origin: config.CORS_ORIGINS === "*" ? "*" : config.CORS_ORIGINS.split(",") }),
     express.json({ limit: MAX_BODY }),
     expressMiddleware(apollo, {
       context: async ({ req }): Promise<GraphQLContext> => {

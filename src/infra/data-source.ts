@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { DataSource } from "typeorm";
 import { ENTITIES } from "../entities";
+import { lockDataDir } from "./data-dir-lock";
 import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
 
 export const MIGRATIONS = [Initial1764280000000];
@@ -41,6 +42,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 async function openEmbedded(dataDir: string): Promise<Database> {
   const dir = path.resolve(dataDir, "pgdata");
   fs.mkdirSync(dir, { recursive: true });
+  const unlock = lockDataDir(dir);
   // PGlite is ESM-only behind its conditional exports; a dynamic import keeps this file CommonJS.
   const { PGlite } = await import("@electric-sql/pglite");
   const { createPgConfig } = await import("@electric-sql/pglite/node-postgres");
@@ -55,13 +57,19 @@ async function openEmbedded(dataDir: string): Promise<Database> {
     // PGlite has exactly one connection: the pool must never open a second or drop the first.
     extra: { connection: pgConfig.connection, max: 1, idleTimeoutMillis: 0 },
   });
-  await dataSource.initialize();
+  try {
+    await dataSource.initialize();
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   return {
     dataSource,
     embedded: true,
     close: async () => {
       await dataSource.destroy();
       await pglite.close();
+      unlock();
     },
   };
 }

@@ -10,6 +10,7 @@ import {
   Root,
   Subscription,
 } from "type-graphql";
+import { requireViewer } from "../../auth/viewer";
 import type { GenerationEventPayload } from "../../infra/pubsub/pubsub";
 import type { GraphQLContext } from "../context";
 import { GenerationStatus, MediaType } from "../types/enums";
@@ -71,6 +72,7 @@ export class GenerationResolver {
     @Ctx() ctx: GraphQLContext,
     @Arg("mediaType", () => MediaType, { nullable: true }) mediaType?: MediaType,
   ): ModelInfo[] {
+    requireViewer(ctx.viewer);
     return ctx.services.catalog.list(mediaType).map((m) => ({
       name: m.name,
       mediaType: m.mediaType as MediaType,

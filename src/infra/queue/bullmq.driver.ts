@@ -69,8 +69,7 @@ export class BullMqDriver implements QueueDriver {
         connection: this.opts.connection,
         prefix: this.opts.prefix,
         concurrency: opts.concurrency,
-        lockDuration: opts.lockMs,
-        stalledInterval: opts.lockMs,
+        ...(opts.lockMs ? { lockDuration: opts.lockMs, stalledInterval: opts.lockMs } : {}),
       },
     );
     worker.on("failed", (job, err) =>
