@@ -58,14 +58,24 @@ function stop(p: Proc): Promise<void> {
 
 function run(args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.once("exit", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${args[0]} exited with ${code}`))));
+    child.once("exit", (code) =>
+      code === 0 ? resolve(out.trim()) : reject(new Error(`${args[0]} exited with ${code}`)),
+    );
   });
 }
 
-async function gql(url: string, key: string, query: string, variables: Record<string, unknown> = {}) {
+async function gql(
+  url: string,
+  key: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+) {
   const res = await fetch(`${url}/graphql`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
@@ -84,7 +94,11 @@ function stats(samples: number[]): { median: number; p95: number } {
 
 const round = (v: number) => Math.round(v * 10) / 10;
 
-async function pool<T>(n: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
+async function pool<T>(
+  n: number,
+  concurrency: number,
+  task: (i: number) => Promise<T>,
+): Promise<T[]> {
   const results: T[] = new Array(n);
   let next = 0;
   await Promise.all(
@@ -105,27 +119,50 @@ async function scenario(name: string, env: Record<string, string>) {
   const api = await start("all", env);
   const url = `http://127.0.0.1:${api.port}`;
   try {
-    const partner = (await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)).createAccount.apiKey.key as string;
+    const partner = (
+      await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)
+    ).createAccount.apiKey.key as string;
     // Warm up connections, JIT and caches.
-    await pool(20, 4, (i) => gql(url, partner, GENERATE, { input: { userId: "warm", mediaType: "IMAGE", prompt: `warm ${i}`, width: 64, height: 64 } }));
+    await pool(20, 4, (i) =>
+      gql(url, partner, GENERATE, {
+        input: { userId: "warm", mediaType: "IMAGE", prompt: `warm ${i}`, width: 64, height: 64 },
+      }),
+    );
 
     const began = performance.now();
     const latencies = await pool(REQUESTS, CONCURRENCY, async (i) => {
       const t = performance.now();
-      await gql(url, partner, GENERATE, { input: { userId: `u${i % 50}`, mediaType: "IMAGE", prompt: `bench ${i}`, width: 64, height: 64 } });
+      await gql(url, partner, GENERATE, {
+        input: {
+          userId: `u${i % 50}`,
+          mediaType: "IMAGE",
+          prompt: `bench ${i}`,
+          width: 64,
+          height: 64,
+        },
+      });
       return performance.now() - t;
     });
     const seconds = (performance.now() - began) / 1000;
     const generate = stats(latencies);
 
     // End to end: generate, then the SUCCEEDED event over graphql-ws (provider answers at once).
-    const ws = createClient({ url: url.replace("http", "ws") + "/graphql", webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${partner}` } });
+    const ws = createClient({
+      url: url.replace("http", "ws") + "/graphql",
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${partner}` },
+    });
     const e2e = await pool(100, 4, async (i) => {
       const t = performance.now();
-      const { generate: g } = await gql(url, partner, GENERATE, { input: { userId: "e2e", mediaType: "IMAGE", prompt: `e2e ${i}`, width: 64, height: 64 } });
+      const { generate: g } = await gql(url, partner, GENERATE, {
+        input: { userId: "e2e", mediaType: "IMAGE", prompt: `e2e ${i}`, width: 64, height: 64 },
+      });
       await new Promise<void>((resolve, reject) => {
         const dispose = ws.subscribe<{ generationUpdated: { type: string } }>(
-          { query: `subscription($id: ID!) { generationUpdated(id: $id) { type } }`, variables: { id: g.id } },
+          {
+            query: `subscription($id: ID!) { generationUpdated(id: $id) { type } }`,
+            variables: { id: g.id },
+          },
           {
             next: (m) => {
               if (m.data?.generationUpdated.type === "SUCCEEDED") {
@@ -160,7 +197,9 @@ async function main() {
     POLL_MAX_MS: "100",
     TOKEN_SECRET: randomBytes(32).toString("hex"),
   };
-  console.log(`node ${process.version}, ${os.cpus().length} cores, ${REQUESTS} generate requests per scenario`);
+  console.log(
+    `node ${process.version}, ${os.cpus().length} cores, ${REQUESTS} generate requests per scenario`,
+  );
   if (!only || only === "pg") {
     const db = `gengate_bench_${randomBytes(4).toString("hex")}`;
     const admin = new PgClient({ connectionString: PG_ADMIN });
@@ -186,7 +225,12 @@ async function main() {
   if (!only || only === "embedded") {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
     try {
-      await scenario("embedded (PGlite)", { ...base, DATA_DIR: dataDir, DATABASE_URL: "", REDIS_URL: "" });
+      await scenario("embedded (PGlite)", {
+        ...base,
+        DATA_DIR: dataDir,
+        DATABASE_URL: "",
+        REDIS_URL: "",
+      });
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
