@@ -48,6 +48,12 @@ async function main(argv: string[]): Promise<number> {
     case "api":
     case "worker":
     case "all":
+      if (command !== "all" && !config.REDIS_URL) {
+        // Without Redis the queue and pub/sub live in one process: a lone api or worker
+        // would accept work nobody runs, or run work nobody hears about.
+        console.error(`"${command}" alone needs REDIS_URL; without Redis run "all"`);
+        return 2;
+      }
       return serve(config, logger, { api: command !== "worker", worker: command !== "api" });
     case "migrate":
       return runMigrate(config, logger);
