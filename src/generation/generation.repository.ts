@@ -204,12 +204,9 @@ export class GenerationRepository {
     progress: number,
   ): Promise<GenerationSnapshot | null> {
     return this.db.transaction(async (m) => {
-      const g = await this.lock(m, id);
-      if (!g || g.status !== "PROCESSING") return null;
-      const a = await m
-        .getRepository(AttemptEntity)
-        .findOneBy({ generationId: id, number: attempt });
-      if (!a || a.status !== "RUNNING") return null;
+      const locked = await this.lockRunning(m, id, attempt);
+      if (!locked) return null;
+      const g = locked.generation;
       if (progress <= g.progress) {
         await m.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
         return null;
@@ -234,12 +231,9 @@ export class GenerationRepository {
     costUsd: number,
   ): Promise<GenerationSnapshot | null> {
     return this.db.transaction(async (m) => {
-      const g = await this.lock(m, id);
-      if (!g || g.status !== "PROCESSING") return null;
-      const a = await m
-        .getRepository(AttemptEntity)
-        .findOneBy({ generationId: id, number: attempt });
-      if (!a || a.status !== "RUNNING") return null;
+      const locked = await this.lockRunning(m, id, attempt);
+      if (!locked) return null;
+      const { generation: g, attempt: a } = locked;
       const durationMs = Date.now() - a.startedAt.getTime();
       await m
         .getRepository(AttemptEntity)
@@ -286,12 +280,9 @@ export class GenerationRepository {
     final: boolean,
   ): Promise<GenerationSnapshot | null> {
     return this.db.transaction(async (m) => {
-      const g = await this.lock(m, id);
-      if (!g || g.status !== "PROCESSING") return null;
-      const a = await m
-        .getRepository(AttemptEntity)
-        .findOneBy({ generationId: id, number: attempt });
-      if (!a || a.status !== "RUNNING") return null;
+      const locked = await this.lockRunning(m, id, attempt);
+      if (!locked) return null;
+      const a = locked.attempt;
       await m.getRepository(AttemptEntity).update(
         { id: a.id },
         {
@@ -446,6 +437,18 @@ export class GenerationRepository {
     // A concurrent request inserted it between our read and our insert.
     const [raced] = await find();
     return raced!.id;
+  }
+
+  /** Locks a PROCESSING generation and returns it with the attempt, if that attempt still runs. */
+  private async lockRunning(
+    m: EntityManager,
+    id: string,
+    attempt: number,
+  ): Promise<{ generation: GenerationEntity; attempt: AttemptEntity } | null> {
+    const generation = await this.lock(m, id);
+    if (!generation || generation.status !== "PROCESSING") return null;
+    const a = await m.getRepository(AttemptEntity).findOneBy({ generationId: id, number: attempt });
+    return a && a.status === "RUNNING" ? { generation, attempt: a } : null;
   }
 
   private async lock(m: EntityManager, id: string): Promise<GenerationEntity | null> {
