@@ -122,6 +122,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     {
       intervalMs: config.RECONCILE_INTERVAL_SECONDS * 1000,
       staleSeconds: config.RECONCILE_STALE_SECONDS,
+      queueStartsEmpty: !config.REDIS_URL,
     },
     logger.child({ component: "reconciler" }),
   );

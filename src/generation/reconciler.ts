@@ -8,6 +8,11 @@ export interface ReconcilerOptions {
   staleSeconds: number;
   /** Rows looked at per pass. @defaultValue 500 */
   batchSize?: number;
+  /**
+   * Whether the queue starts empty (in-process): then every unfinished row is an orphan at
+   * start, and the first pass takes them all instead of waiting for them to go stale.
+   */
+  queueStartsEmpty?: boolean;
 }
 
 /**
@@ -27,8 +32,11 @@ export class Reconciler {
   ) {}
 
   start(): void {
+    let first = this.opts.queueStartsEmpty === true;
     const tick = () => {
-      this.running = this.runOnce()
+      const staleSeconds = first ? 0 : this.opts.staleSeconds;
+      first = false;
+      this.running = this.runOnce(staleSeconds)
         .then((n) => {
           if (n > 0) this.logger.info({ requeued: n }, "reconciler re-enqueued generations");
         })
@@ -47,8 +55,8 @@ export class Reconciler {
   }
 
   /** One pass; returns how many generations it re-enqueued. */
-  async runOnce(): Promise<number> {
-    const stale = await this.repo.findStale(this.opts.staleSeconds, this.opts.batchSize ?? 500);
+  async runOnce(staleSeconds = this.opts.staleSeconds): Promise<number> {
+    const stale = await this.repo.findStale(staleSeconds, this.opts.batchSize ?? 500);
     let requeued = 0;
     for (const g of stale) {
       if (g.status === "QUEUED") {
