@@ -100,6 +100,7 @@ export class Initial1764280000000 implements MigrationInterface {
         model text NOT NULL,
         status text NOT NULL CHECK (status IN ('RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELED')),
         provider_job_id text,
+        poll_job_id text,
         error text,
         error_code text,
         started_at timestamptz NOT NULL,

@@ -28,6 +28,10 @@ export class AttemptEntity {
   @Column("text", { name: "provider_job_id", nullable: true })
   providerJobId: string | null;
 
+  /** The queued status check that drives this attempt, so the reconciler can tell it is alive. */
+  @Column("text", { name: "poll_job_id", nullable: true })
+  pollJobId: string | null;
+
   @Column("text", { nullable: true })
   error: string | null;
 

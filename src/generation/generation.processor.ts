@@ -75,8 +75,14 @@ export class GenerationProcessor {
         height: g.height ?? undefined,
         durationSeconds: g.durationSeconds ?? undefined,
       });
-      await this.repo.setProviderJob(generationId, started.attempt, result.providerJobId);
-      await this.queue.poll(generationId, started.attempt, this.pollDelay(result.pollAfterMs));
+      const next = this.queue.pollJobId(generationId, started.attempt);
+      await this.repo.setProviderJob(generationId, started.attempt, result.providerJobId, next);
+      await this.queue.poll(
+        generationId,
+        started.attempt,
+        this.pollDelay(result.pollAfterMs),
+        next,
+      );
     } catch (err) {
       await this.attemptFailed(generationId, started.attempt, err);
     }
@@ -114,19 +120,23 @@ export class GenerationProcessor {
         return this.attemptFailed(generationId, attemptNumber, err);
       // A failed status call says nothing about the job: ask again later.
       this.logger.warn({ err, generationId }, "status poll failed; polling again");
-      await this.repo.touch(generationId);
-      return this.queue.poll(generationId, attemptNumber, this.opts.pollMaxMs);
+      const next = this.queue.pollJobId(generationId, attemptNumber);
+      await this.repo.notePoll(generationId, attemptNumber, next);
+      return this.queue.poll(generationId, attemptNumber, this.opts.pollMaxMs, next);
     }
     switch (state.status) {
       case "queued":
       case "processing": {
-        const moved = await this.repo.touchProgress(
+        const next = this.queue.pollJobId(generationId, attemptNumber);
+        const progress = clamp01(state.progress ?? 0);
+        const moved = await this.repo.touchProgress(generationId, attemptNumber, progress, next);
+        if (moved) await this.publish("PROGRESS", moved);
+        return this.queue.poll(
           generationId,
           attemptNumber,
-          clamp01(state.progress ?? 0),
+          this.pollDelay(state.pollAfterMs),
+          next,
         );
-        if (moved) await this.publish("PROGRESS", moved);
-        return this.queue.poll(generationId, attemptNumber, this.pollDelay(state.pollAfterMs));
       }
       case "succeeded":
         return this.succeeded(generation.id, attemptNumber, adapter, state.outputs, state.costUsd);
@@ -174,6 +184,12 @@ export class GenerationProcessor {
     err: unknown,
   ): Promise<void> {
     const error = toErrorInfo(err);
+    if (!(err instanceof ProviderError)) {
+      this.logger.error(
+        { err, generationId, attempt: attemptNumber },
+        "unexpected error in an attempt",
+      );
+    }
     const current = await this.repo.findSnapshot(generationId);
     if (!current) return;
     const final = !error.retryable || current.attempts.length >= this.opts.maxAttempts;

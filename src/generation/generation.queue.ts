@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Priority } from "../entities";
 import { PRIORITY_RANK, type QueueDriver } from "../infra/queue/queue.driver";
 
@@ -25,12 +26,29 @@ export class GenerationQueue {
     );
   }
 
-  poll(generationId: string, attempt: number, delayMs: number): Promise<void> {
+  /** Starts the next attempt of a generation whose retry job was lost. */
+  resubmit(generationId: string, priority: Priority): Promise<void> {
     return this.driver.add(
-      "poll",
-      { generationId, attempt },
-      { jobId: `${generationId}-p${attempt}-${Date.now().toString(36)}`, delayMs },
+      "submit",
+      { generationId },
+      {
+        jobId: `${generationId}-r${randomBytes(6).toString("base64url")}`,
+        priority: PRIORITY_RANK[priority],
+      },
     );
+  }
+
+  /** A fresh id for the next status check; recorded on the attempt before it is enqueued. */
+  pollJobId(generationId: string, attempt: number): string {
+    return `${generationId}-p${attempt}-${randomBytes(6).toString("base64url")}`;
+  }
+
+  poll(generationId: string, attempt: number, delayMs: number, jobId: string): Promise<void> {
+    return this.driver.add("poll", { generationId, attempt }, { jobId, delayMs });
+  }
+
+  has(jobId: string): Promise<boolean> {
+    return this.driver.has(jobId);
   }
 
   hasSubmit(generationId: string): Promise<boolean> {

@@ -46,6 +46,8 @@ export interface StaleGeneration {
   status: "QUEUED" | "PROCESSING";
   priority: Priority;
   runningAttempt: number | null;
+  /** The status check last scheduled for the running attempt. */
+  pollJobId: string | null;
 }
 
 const UNIQUE_VIOLATION = "23505";
@@ -176,11 +178,27 @@ export class GenerationRepository {
     });
   }
 
-  async setProviderJob(id: string, attempt: number, providerJobId: string): Promise<void> {
+  async setProviderJob(
+    id: string,
+    attempt: number,
+    providerJobId: string,
+    pollJobId: string,
+  ): Promise<void> {
     await this.db.query(
-      `UPDATE attempts SET provider_job_id = $3 WHERE generation_id = $1 AND number = $2`,
-      [id, attempt, providerJobId],
+      `UPDATE attempts SET provider_job_id = $3, poll_job_id = $4 WHERE generation_id = $1 AND number = $2`,
+      [id, attempt, providerJobId, pollJobId],
     );
+  }
+
+  /** Records the status check now driving the attempt; touching the row says it is alive. */
+  async notePoll(id: string, attempt: number, pollJobId: string): Promise<void> {
+    await this.db.transaction(async (m) => {
+      await m.query(
+        `UPDATE attempts SET poll_job_id = $3 WHERE generation_id = $1 AND number = $2`,
+        [id, attempt, pollJobId],
+      );
+      await m.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
+    });
   }
 
   async findAttempt(
@@ -202,11 +220,16 @@ export class GenerationRepository {
     id: string,
     attempt: number,
     progress: number,
+    pollJobId: string,
   ): Promise<GenerationSnapshot | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
       if (!locked) return null;
       const g = locked.generation;
+      await m.query(`UPDATE attempts SET poll_job_id = $2 WHERE id = $1`, [
+        locked.attempt.id,
+        pollJobId,
+      ]);
       if (progress <= g.progress) {
         await m.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
         return null;
@@ -341,9 +364,9 @@ export class GenerationRepository {
   async findStale(staleSeconds: number, limit: number): Promise<StaleGeneration[]> {
     const rows = (await this.db.query(
       `SELECT g.id, g.status, g.priority,
-              (SELECT a.number FROM attempts a
-                WHERE a.generation_id = g.id AND a.status = 'RUNNING' LIMIT 1) AS running_attempt
+              a.number AS running_attempt, a.poll_job_id
          FROM generations g
+         LEFT JOIN attempts a ON a.generation_id = g.id AND a.status = 'RUNNING'
         WHERE g.status IN ('QUEUED', 'PROCESSING')
           AND g.updated_at < now() - make_interval(secs => $1)
         ORDER BY g.updated_at
@@ -354,12 +377,14 @@ export class GenerationRepository {
       status: "QUEUED" | "PROCESSING";
       priority: Priority;
       running_attempt: number | null;
+      poll_job_id: string | null;
     }>;
     return rows.map((r) => ({
       id: r.id,
       status: r.status,
       priority: r.priority,
       runningAttempt: r.running_attempt,
+      pollJobId: r.poll_job_id,
     }));
   }
 

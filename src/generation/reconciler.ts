@@ -1,6 +1,6 @@
 import type { Logger } from "../common/logger";
 import type { GenerationQueue } from "./generation.queue";
-import type { GenerationRepository } from "./generation.repository";
+import type { GenerationRepository, StaleGeneration } from "./generation.repository";
 
 export interface ReconcilerOptions {
   intervalMs: number;
@@ -59,22 +59,34 @@ export class Reconciler {
     const stale = await this.repo.findStale(staleSeconds, this.opts.batchSize ?? 500);
     let requeued = 0;
     for (const g of stale) {
-      if (g.status === "QUEUED") {
-        if (await this.queue.hasSubmit(g.id)) {
-          await this.repo.touch(g.id);
-          continue;
-        }
-        await this.queue.submit(g.id, g.priority);
-      } else if (g.runningAttempt !== null) {
-        // Its poll chain was lost: start a new one (the processor tells a lost submit apart).
-        await this.queue.poll(g.id, g.runningAttempt, 0);
-      } else {
-        // Between attempts and its retry job was lost.
-        await this.queue.retry(g.id, Date.now(), g.priority, 0);
-      }
-      await this.repo.touch(g.id);
-      requeued++;
+      if (await this.requeue(g)) requeued++;
+      // Either way the row is looked after now: leave it alone for another stale period.
+      else await this.repo.touch(g.id);
     }
     return requeued;
+  }
+
+  /** Puts back the job that should be driving the generation; false when one still is. */
+  private async requeue(g: StaleGeneration): Promise<boolean> {
+    if (g.status === "QUEUED") {
+      if (await this.queue.hasSubmit(g.id)) return false;
+      await this.queue.submit(g.id, g.priority);
+      await this.repo.touch(g.id);
+      return true;
+    }
+    if (g.runningAttempt === null) {
+      // Between two attempts, and the job that was to start the next one is gone.
+      await this.queue.resubmit(g.id, g.priority);
+      await this.repo.touch(g.id);
+      return true;
+    }
+    // A worker that was down leaves its delayed status check in the queue: that chain is
+    // still alive, and a second one would only race it.
+    if (g.pollJobId && (await this.queue.has(g.pollJobId))) return false;
+    // The chain was lost: start a new one (the processor tells a lost submit apart).
+    const next = this.queue.pollJobId(g.id, g.runningAttempt);
+    await this.repo.notePoll(g.id, g.runningAttempt, next);
+    await this.queue.poll(g.id, g.runningAttempt, 0, next);
+    return true;
   }
 }

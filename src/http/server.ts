@@ -144,7 +144,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   if (config.PUBLIC_URL === "http://localhost:0") {
     services.urlSigner.baseUrl = `http://127.0.0.1:${port}`;
   }
-  logger.info({ port, url: `${config.PUBLIC_URL}${GRAPHQL_PATH}` }, "api listening");
+  logger.info({ port, url: `${services.urlSigner.baseUrl}${GRAPHQL_PATH}` }, "api listening");
 
   let closing: Promise<void> | undefined;
   return {

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 
@@ -36,7 +36,8 @@ export class LocalObjectStore implements ObjectStore {
     const file = this.resolve(key);
     await fs.mkdir(path.dirname(file), { recursive: true });
     // Write then rename, so a reader never sees half a file.
-    const tmp = `${file}.${process.pid}.tmp`;
+    // Unique, since two finishers of one generation may store the same key at once.
+    const tmp = `${file}.${randomBytes(8).toString("hex")}.tmp`;
     await fs.writeFile(tmp, data);
     await fs.rename(tmp, file);
   }

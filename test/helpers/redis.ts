@@ -8,17 +8,22 @@ export function uniquePrefix(): string {
   return `gengate-test-${randomBytes(4).toString("hex")}`;
 }
 
-/** Deletes every key under the prefix (queue, cache, breaker state). */
-export async function deletePrefix(prefix: string): Promise<void> {
+/**
+ * Deletes every key under the prefix (queue, cache, breaker state): FLUSHALL for one
+ * deployment, without touching the other test files sharing this Redis. Returns the count.
+ */
+export async function deletePrefix(prefix: string): Promise<number> {
   const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 3 });
+  let deleted = 0;
   try {
     let cursor = "0";
     do {
       const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
       cursor = next;
-      if (keys.length) await redis.del(...keys);
+      if (keys.length) deleted += await redis.del(...keys);
     } while (cursor !== "0");
   } finally {
     redis.disconnect();
   }
+  return deleted;
 }
