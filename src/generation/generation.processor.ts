@@ -66,6 +66,7 @@ export class GenerationProcessor {
     try {
       const result = await adapter.submit({
         generationId,
+        attempt: started.attempt,
         model: model.name,
         mediaType: g.mediaType,
         prompt: g.prompt,

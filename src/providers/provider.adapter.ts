@@ -3,6 +3,8 @@ import type { MediaType } from "../entities";
 /** What gengate asks a provider for. `model` is the provider's own model id. */
 export interface ProviderRequest {
   generationId: string;
+  /** Attempt number within the generation (1, 2, ...). */
+  attempt: number;
   model: string;
   mediaType: MediaType;
   prompt: string;
@@ -11,7 +13,10 @@ export interface ProviderRequest {
   width?: number;
   height?: number;
   durationSeconds?: number;
-  /** Where the provider should report progress and completion, when a public URL exists. */
+  /**
+   * Where the provider should report progress and completion. Set only when a public base
+   * URL is configured and the adapter `supportsWebhooks`; otherwise the job is polled.
+   */
   webhookUrl?: string;
 }
 
@@ -28,8 +33,10 @@ export interface ProviderOutput {
 export type ProviderJobState =
   | {
       status: "queued" | "processing";
+      /** 0..1 when the provider says (or its logs show) how far it is. */
       progress?: number;
       queuePosition?: number;
+      /** When the provider expects the next status to be worth asking for. */
       pollAfterMs?: number;
     }
   | { status: "succeeded"; outputs: ProviderOutput[]; costUsd?: number }
@@ -38,22 +45,66 @@ export type ProviderJobState =
 
 export interface SubmitResult {
   providerJobId: string;
-  /** When the provider expects the next status to be worth asking for. */
   pollAfterMs?: number;
+  /**
+   * The finished job, for synchronous providers (OpenAI Images) or when the provider answered
+   * at once: the worker then finishes without a status call.
+   */
+  state?: ProviderJobState;
+}
+
+/** An inbound webhook exactly as received: the raw body is what signatures cover. */
+export interface WebhookRequest {
+  /** Header names lower-cased. */
+  headers: Record<string, string | undefined>;
+  rawBody: Buffer;
+}
+
+export interface WebhookEvent {
+  /** The provider's id for this delivery (same across its retries): replays are refused by it. */
+  deliveryId: string;
+  providerJobId: string;
+  state: ProviderJobState;
 }
 
 /**
- * One provider, behind the same three calls. The contract: `submit` returns as soon as the
- * provider has accepted the job (never waits for the result); `getStatus` is side-effect
- * free and safe to repeat; `cancel` is best effort. Errors are thrown as `ProviderError` with
- * a retryable flag, so the worker can decide to fall over without knowing the provider.
+ * One provider, behind the same calls. The contract: `submit` returns as soon as the provider
+ * has accepted the job (never waits for the result, unless the provider is synchronous);
+ * `getStatus` is side-effect free and safe to repeat; `cancel` is best effort. Every failure
+ * is thrown as a `ProviderError` whose `retryable` flag tells the worker whether another try
+ * (here or at the next provider) can help. Left out: retries and fallback, which are the
+ * worker's policy, not the adapter's.
  */
 export interface ProviderAdapter {
   readonly name: string;
+  /** Whether `submit` can take a `webhookUrl` and `parseWebhook` understands the calls. */
+  readonly supportsWebhooks: boolean;
   submit(req: ProviderRequest): Promise<SubmitResult>;
   getStatus(providerJobId: string): Promise<ProviderJobState>;
   cancel(providerJobId: string): Promise<void>;
+  /**
+   * Verifies an inbound webhook (signature, timestamp within tolerance) and parses it.
+   * Throws `WebhookVerificationError` for anything forged, stale or malformed.
+   */
+  parseWebhook?(req: WebhookRequest, now?: Date): Promise<WebhookEvent>;
 }
+
+/** Stable codes the worker and clients see. */
+export const ProviderErrorCode = {
+  /** The provider refused our credentials (401/403): configuration, not retryable. */
+  Auth: "PROVIDER_AUTH",
+  /** The model does not exist at this provider (404) or is retired. */
+  ModelNotFound: "MODEL_NOT_FOUND",
+  /** The provider rejected the input (400/422): another try would fail the same way. */
+  InvalidInput: "INVALID_INPUT",
+  /** Content policy refusal. */
+  ContentRefused: "CONTENT_REFUSED",
+  RateLimited: "RATE_LIMITED",
+  /** 5xx, network errors, malformed answers. */
+  ProviderError: "PROVIDER_ERROR",
+  Timeout: "PROVIDER_TIMEOUT",
+  JobNotFound: "PROVIDER_JOB_NOT_FOUND",
+} as const;
 
 export class ProviderError extends Error {
   constructor(
@@ -64,5 +115,12 @@ export class ProviderError extends Error {
   ) {
     super(message);
     this.name = "ProviderError";
+  }
+}
+
+export class WebhookVerificationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "WebhookVerificationError";
   }
 }

@@ -17,6 +17,7 @@ function provider(opts: Partial<ConstructorParameters<typeof SimulatedProviderAd
 
 const request = {
   generationId: "g",
+  attempt: 1,
   model: "sim-image-fast",
   mediaType: "IMAGE" as const,
   prompt: "a quiet harbour",

@@ -45,6 +45,7 @@ interface SimJob {
  */
 export class SimulatedProviderAdapter implements ProviderAdapter {
   readonly name = "simulated";
+  readonly supportsWebhooks = false;
   private readonly now: () => number;
 
   constructor(private readonly opts: SimulatedProviderOptions) {
