@@ -16,6 +16,11 @@ const optionalUrl = (protocols: string[]) =>
       `must be a URL starting with ${protocols.map((p) => `${p}://`).join(" or ")}`,
     );
 
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const secret = z.string().min(8, "must be at least 8 characters").optional();
+
 const schema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   HOST: z.string().default("0.0.0.0"),
@@ -46,8 +51,45 @@ const schema = z.object({
   RECONCILE_STALE_SECONDS: z.coerce.number().min(0.1).max(86400).default(60),
   POLL_MIN_MS: intFrom(10, 600000).default(500),
   POLL_MAX_MS: intFrom(10, 600000).default(5000),
+  /** Public base URL providers can reach for webhooks; unset means every job is polled. */
+  WEBHOOK_BASE_URL: optionalUrl(["http", "https"]),
+  /** Caps every model's own provider timeout (seconds); unset keeps the catalog's. */
+  PROVIDER_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(86400).optional(),
+  /** With webhooks, how often a status check still runs in case one is lost. */
+  WEBHOOK_BACKSTOP_POLL_MS: intFrom(1000, 3600000).default(60000),
   OUTPUT_URL_TTL_SECONDS: intFrom(60, 30 * 86400).default(86400),
   SHUTDOWN_TIMEOUT_SECONDS: z.coerce.number().min(0).max(600).default(25),
+  /** Providers: each turns on when its key is set. Base URLs are for tests and proxies. */
+  REPLICATE_API_TOKEN: secret,
+  REPLICATE_WEBHOOK_SECRET: secret,
+  REPLICATE_BASE_URL: optionalUrl(["http", "https"]),
+  FAL_KEY: secret,
+  FAL_BASE_URL: optionalUrl(["http", "https"]),
+  FAL_JWKS_URL: optionalUrl(["http", "https"]),
+  WAVESPEED_API_KEY: secret,
+  WAVESPEED_WEBHOOK_SECRET: secret,
+  WAVESPEED_BASE_URL: optionalUrl(["http", "https"]),
+  OPENAI_API_KEY: secret,
+  OPENAI_BASE_URL: optionalUrl(["http", "https"]),
+  /** A `gengate sim-provider` server to use instead of the in-process simulated provider. */
+  SIM_PROVIDER_URL: optionalUrl(["http", "https"]),
+  SIM_PROVIDER_TOKEN: secret,
+  SIM_PROVIDER_WEBHOOK_SECRET: secret,
+  /** `gengate sim-provider`: its port, its public URL (for output links) and fault mode. */
+  SIM_PROVIDER_PORT: intFrom(0, 65535).default(4010),
+  SIM_PROVIDER_PUBLIC_URL: optionalUrl(["http", "https"]),
+  SIM_PROVIDER_MODE: z.enum(["normal", "down", "rate-limited", "flaky", "hang"]).default("normal"),
+  /** S3-compatible object store for outputs; unset means the local folder DATA_DIR/objects. */
+  S3_BUCKET: z.string().min(3).optional(),
+  S3_REGION: z.string().default("us-east-1"),
+  S3_ENDPOINT: optionalUrl(["http", "https"]),
+  /** Unset: path style exactly when S3_ENDPOINT is set (MinIO and most S3-compatible stores). */
+  S3_FORCE_PATH_STYLE: bool.optional(),
+  S3_ACCESS_KEY_ID: z.string().optional(),
+  S3_SECRET_ACCESS_KEY: z.string().optional(),
+  S3_PREFIX: z.string().default(""),
+  /** Tests only: let callbacks reach private and loopback addresses. */
+  CALLBACKS_ALLOW_PRIVATE: bool.default("false"),
   SIM_LATENCY_MS: intFrom(0, 600000).default(3000),
   SIM_LATENCY_JITTER: z.coerce.number().min(0).max(1).default(0.3),
   SIM_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
@@ -91,6 +133,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       "Invalid configuration:\n  RECONCILE_STALE_SECONDS: must be more than twice POLL_MAX_MS, or live jobs would look lost",
     );
   }
+  if (c.S3_BUCKET && c.OUTPUT_URL_TTL_SECONDS > 604800) {
+    throw new ConfigError(
+      "Invalid configuration:\n  OUTPUT_URL_TTL_SECONDS: at most 604800 (7 days, S3's limit for signed URLs) with S3_BUCKET",
+    );
+  }
+  if (c.SIM_PROVIDER_URL && !c.SIM_PROVIDER_TOKEN) {
+    throw new ConfigError(
+      "Invalid configuration:\n  SIM_PROVIDER_TOKEN: required with SIM_PROVIDER_URL",
+    );
+  }
   const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");
-  return { ...c, PUBLIC_URL: publicUrl };
+  const webhookBaseUrl = c.WEBHOOK_BASE_URL?.replace(/\/+$/, "");
+  return { ...c, PUBLIC_URL: publicUrl, WEBHOOK_BASE_URL: webhookBaseUrl };
 }

@@ -11,6 +11,7 @@ import { migrate } from "./infra/migrate";
 import { AuthService } from "./auth/auth.service";
 import { ApiKeyRepository } from "./auth/api-key.repository";
 import { embeddedSecret } from "./app/secret";
+import { startSimServer } from "./providers/simulated/sim-server";
 
 const USAGE = `usage: gengate <command>
 
@@ -21,7 +22,8 @@ commands:
   migrate                 apply database migrations and exit
   create-key --role admin|partner [--label TEXT]
                           print a new API key for the operators' account
-  print-schema            print the GraphQL SDL`;
+    print-schema            print the GraphQL SDL
+  sim-provider            the simulated provider as an HTTP server (Replicate protocol)`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -59,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
       return runMigrate(config, logger);
     case "create-key":
       return createKey(config, rest);
+    case "sim-provider":
+      return serveSimProvider(config, logger);
     default:
       console.error(`unknown command "${command}"\n\n${USAGE}`);
       return 2;
@@ -103,6 +107,36 @@ async function serve(
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
   return done;
+}
+
+async function serveSimProvider(config: Config, logger: Logger): Promise<number> {
+  if (!config.SIM_PROVIDER_TOKEN || !config.SIM_PROVIDER_WEBHOOK_SECRET?.startsWith("whsec_")) {
+    console.error(
+      "sim-provider needs SIM_PROVIDER_TOKEN (the bearer token clients send) and SIM_PROVIDER_WEBHOOK_SECRET (whsec_..., signs its webhooks)",
+    );
+    return 2;
+  }
+  const server = await startSimServer({
+    port: config.SIM_PROVIDER_PORT,
+    host: config.HOST,
+    apiToken: config.SIM_PROVIDER_TOKEN,
+    webhookSecret: config.SIM_PROVIDER_WEBHOOK_SECRET,
+    publicUrl: config.SIM_PROVIDER_PUBLIC_URL,
+    latencyMs: config.SIM_LATENCY_MS,
+    latencyJitter: config.SIM_LATENCY_JITTER,
+    failureRate: config.SIM_FAILURE_RATE,
+    progressSteps: config.SIM_PROGRESS_STEPS,
+    mode: config.SIM_PROVIDER_MODE,
+    logger,
+  });
+  logger.info({ port: server.port, url: server.url }, "sim-provider listening");
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", () => resolve());
+    process.once("SIGINT", () => resolve());
+  });
+  await server.close();
+  logger.info("stopped");
+  return 0;
 }
 
 async function runMigrate(config: Config, logger: Logger): Promise<number> {

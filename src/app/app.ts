@@ -5,7 +5,7 @@ import type { Config } from "../config";
 import type { Logger } from "../common/logger";
 import { ApiKeyRepository } from "../auth/api-key.repository";
 import { AuthService } from "../auth/auth.service";
-import { StaticModelCatalog } from "../cost/model-catalog";
+import { BUILTIN_MODELS, PROVIDER_MODELS, StaticModelCatalog } from "../cost/model-catalog";
 import { GenerationEvents } from "../generation/generation.events";
 import { GenerationProcessor } from "../generation/generation.processor";
 import { GenerationQueue } from "../generation/generation.queue";
@@ -13,7 +13,11 @@ import { GenerationRepository } from "../generation/generation.repository";
 import { GenerationService } from "../generation/generation.service";
 import { GenerationSubscriptions } from "../generation/generation.subscriptions";
 import { OutputStoreService } from "../generation/output-store.service";
+import { ProviderWebhookService } from "../generation/provider-webhooks.service";
 import { Reconciler } from "../generation/reconciler";
+import { InMemoryKeyValueStore } from "../infra/kv/in-memory.kv";
+import type { KeyValueStore } from "../infra/kv/key-value";
+import { RedisKeyValueStore } from "../infra/kv/redis.kv";
 import { openDatabase, type Database } from "../infra/data-source";
 import { migrate } from "../infra/migrate";
 import { InProcessPubSub } from "../infra/pubsub/in-process.pubsub";
@@ -23,9 +27,9 @@ import { BullMqDriver } from "../infra/queue/bullmq.driver";
 import { InProcessQueueDriver } from "../infra/queue/in-process.driver";
 import type { QueueConsumer, QueueDriver } from "../infra/queue/queue.driver";
 import { createRedis, redisOptions } from "../infra/redis";
-import { ProviderRegistry } from "../providers";
-import { SimulatedProviderAdapter } from "../providers/simulated/simulated.adapter";
+import { createProviderRegistry } from "../providers";
 import { LocalObjectStore, OutputUrlSigner, type ObjectStore } from "../storage/object-store";
+import { S3ObjectStore } from "../storage/s3-object-store";
 import { embeddedSecret } from "./secret";
 import type { Services } from "./services";
 
@@ -43,6 +47,7 @@ export interface App {
   objects: ObjectStore;
   queue: QueueDriver;
   reconciler: Reconciler;
+  webhooks: ProviderWebhookService;
   /** Checks the backing services, for /readyz. */
   ready(): Promise<{ postgres: boolean; redis: boolean | null }>;
   stop(): Promise<void>;
@@ -60,6 +65,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   const redisClients: Redis[] = [];
   let queue: QueueDriver;
   let pubsub: PubSub;
+  let kv: KeyValueStore;
   if (config.REDIS_URL) {
     const publisher = createRedis(config.REDIS_URL, "gengate-pub");
     const subscriber = createRedis(config.REDIS_URL, "gengate-sub");
@@ -69,6 +75,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       c.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
     }
     pubsub = new RedisPubSub(publisher, subscriber, config.REDIS_PREFIX);
+    kv = new RedisKeyValueStore(probe, config.REDIS_PREFIX);
     queue = new BullMqDriver({
       connection: redisOptions(config.REDIS_URL) as BullRedisOptions,
       prefix: config.REDIS_PREFIX,
@@ -77,21 +84,36 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     });
   } else {
     pubsub = new InProcessPubSub();
+    kv = new InMemoryKeyValueStore();
     queue = new InProcessQueueDriver(logger);
   }
 
   const secret = config.TOKEN_SECRET ?? embeddedSecret(config.DATA_DIR);
-  const objects = new LocalObjectStore(path.resolve(config.DATA_DIR, "objects"));
+  const objects: ObjectStore & { close?(): void } = config.S3_BUCKET
+    ? new S3ObjectStore({
+        bucket: config.S3_BUCKET,
+        region: config.S3_REGION,
+        endpoint: config.S3_ENDPOINT,
+        forcePathStyle: config.S3_FORCE_PATH_STYLE,
+        accessKeyId: config.S3_ACCESS_KEY_ID,
+        secretAccessKey: config.S3_SECRET_ACCESS_KEY,
+        prefix: config.S3_PREFIX,
+      })
+    : new LocalObjectStore(path.resolve(config.DATA_DIR, "objects"));
   const urlSigner = new OutputUrlSigner(config.PUBLIC_URL, secret, config.OUTPUT_URL_TTL_SECONDS);
-  const catalog = new StaticModelCatalog();
-  const providers = new ProviderRegistry([
-    new SimulatedProviderAdapter({
-      latencyMs: config.SIM_LATENCY_MS,
-      latencyJitter: config.SIM_LATENCY_JITTER,
-      failureRate: config.SIM_FAILURE_RATE,
-      progressSteps: config.SIM_PROGRESS_STEPS,
-    }),
-  ]);
+  const providers = createProviderRegistry(config);
+  // Only models with at least one configured provider can be chosen or named.
+  const outputUrl = (key: string): Promise<string> =>
+    objects.signedUrl
+      ? objects.signedUrl(key, config.OUTPUT_URL_TTL_SECONDS)
+      : Promise.resolve(urlSigner.sign(key));
+  const cap = config.PROVIDER_TIMEOUT_SECONDS;
+  const catalog = StaticModelCatalog.available(
+    [...BUILTIN_MODELS, ...PROVIDER_MODELS].map((m) =>
+      cap ? { ...m, timeoutSeconds: Math.min(m.timeoutSeconds, cap) } : m,
+    ),
+    (name) => Boolean(providers.get(name)),
+  );
 
   const repo = new GenerationRepository(db.dataSource);
   const events = new GenerationEvents(pubsub);
@@ -116,6 +138,14 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     logger,
   );
   const subscriptions = new GenerationSubscriptions(repo, pubsub);
+  const webhooks = new ProviderWebhookService(
+    providers,
+    kv,
+    repo,
+    generationQueue,
+    events,
+    logger.child({ component: "webhooks" }),
+  );
   const reconciler = new Reconciler(
     repo,
     generationQueue,
@@ -141,6 +171,8 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         pollMinMs: config.POLL_MIN_MS,
         pollMaxMs: config.POLL_MAX_MS,
         staleMs: config.RECONCILE_STALE_SECONDS * 1000,
+        webhookBaseUrl: config.WEBHOOK_BASE_URL,
+        webhookBackstopMs: config.WEBHOOK_BACKSTOP_POLL_MS,
       },
       logger.child({ component: "worker" }),
     );
@@ -155,11 +187,12 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   return {
     config,
     logger,
-    services: { auth, generations, subscriptions, catalog, urlSigner },
+    services: { auth, generations, subscriptions, catalog, urlSigner, outputUrl },
     db,
     objects,
     queue,
     reconciler,
+    webhooks,
     async ready() {
       const postgres = await db.dataSource
         .query("SELECT 1")
@@ -186,6 +219,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         await pubsub.close();
         await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
         await db.close();
+        objects.close?.();
       })();
       return stopped;
     },

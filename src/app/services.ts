@@ -11,4 +11,6 @@ export interface Services {
   subscriptions: GenerationSubscriptions;
   catalog: ModelCatalog;
   urlSigner: OutputUrlSigner;
+  /** A fresh, expiring link to a stored output: presigned by S3, or signed for /files/. */
+  outputUrl(key: string): Promise<string>;
 }

@@ -20,16 +20,24 @@ export interface ModelLimits {
   defaultDurationSeconds?: number;
 }
 
+/** One provider that serves a model, under that provider's own model id. */
+export interface ProviderRoute {
+  provider: string;
+  model: string;
+}
+
 export interface ModelDefinition {
   name: string;
   mediaType: MediaType;
   quality: number;
   pricing: ModelPricing;
   limits: ModelLimits;
-  /** Provider names in preference order. */
-  providers: string[];
+  /** Providers in preference order. */
+  routes: ProviderRoute[];
   /** Typical provider time, used until enough observations exist. */
   typicalSeconds: number;
+  /** An attempt with no result after this long fails with PROVIDER_TIMEOUT. */
+  timeoutSeconds: number;
   deprecated?: boolean;
 }
 
@@ -57,8 +65,9 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     quality: 4,
     pricing: { baseUsd: 0.003 },
     limits: { ...IMAGE_LIMITS, maxSize: 1536, defaultWidth: 512, defaultHeight: 512 },
-    providers: ["simulated"],
+    routes: [{ provider: "simulated", model: "sim/image" }],
     typicalSeconds: 2,
+    timeoutSeconds: 120,
   },
   {
     name: "sim-image-standard",
@@ -66,8 +75,9 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     quality: 7,
     pricing: { baseUsd: 0.025, perMegapixel: true, referenceMegapixels: 1 },
     limits: IMAGE_LIMITS,
-    providers: ["simulated"],
+    routes: [{ provider: "simulated", model: "sim/image" }],
     typicalSeconds: 4,
+    timeoutSeconds: 120,
   },
   {
     name: "sim-image-pro",
@@ -75,8 +85,9 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     quality: 9,
     pricing: { baseUsd: 0.055, perMegapixel: true, referenceMegapixels: 1 },
     limits: IMAGE_LIMITS,
-    providers: ["simulated"],
+    routes: [{ provider: "simulated", model: "sim/image" }],
     typicalSeconds: 8,
+    timeoutSeconds: 180,
   },
   {
     name: "sim-video",
@@ -92,8 +103,9 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
       maxDurationSeconds: 10,
       defaultDurationSeconds: 2,
     },
-    providers: ["simulated"],
+    routes: [{ provider: "simulated", model: "sim/video" }],
     typicalSeconds: 20,
+    timeoutSeconds: 600,
   },
   {
     name: "sim-audio",
@@ -109,8 +121,55 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
       maxDurationSeconds: 60,
       defaultDurationSeconds: 5,
     },
-    providers: ["simulated"],
+    routes: [{ provider: "simulated", model: "sim/audio" }],
     typicalSeconds: 5,
+    timeoutSeconds: 120,
+  },
+];
+
+/**
+ * Models served by real providers; each appears only where one of its providers is
+ * configured. Prices are the providers' list prices at the reference size.
+ */
+export const PROVIDER_MODELS: ModelDefinition[] = [
+  {
+    name: "flux-schnell",
+    mediaType: "IMAGE",
+    quality: 5,
+    pricing: { baseUsd: 0.003 },
+    limits: IMAGE_LIMITS,
+    routes: [
+      { provider: "replicate", model: "black-forest-labs/flux-schnell" },
+      { provider: "fal", model: "fal-ai/flux/schnell" },
+      { provider: "wavespeed", model: "wavespeed-ai/flux-schnell" },
+    ],
+    typicalSeconds: 3,
+    timeoutSeconds: 120,
+  },
+  {
+    name: "flux-dev",
+    mediaType: "IMAGE",
+    quality: 7,
+    pricing: { baseUsd: 0.025, perMegapixel: true, referenceMegapixels: 1 },
+    limits: IMAGE_LIMITS,
+    routes: [
+      { provider: "replicate", model: "black-forest-labs/flux-dev" },
+      { provider: "fal", model: "fal-ai/flux/dev" },
+      { provider: "wavespeed", model: "wavespeed-ai/flux-dev" },
+    ],
+    typicalSeconds: 10,
+    timeoutSeconds: 300,
+  },
+  {
+    // gpt-image-1 and the DALL·E models are retired; medium quality at 1024×1024.
+    name: "gpt-image-1.5",
+    mediaType: "IMAGE",
+    quality: 9,
+    pricing: { baseUsd: 0.034 },
+    limits: { minSize: 1024, maxSize: 1536, defaultWidth: 1024, defaultHeight: 1024 },
+    routes: [{ provider: "openai", model: "gpt-image-1.5" }],
+    typicalSeconds: 15,
+    timeoutSeconds: 180,
   },
 ];
 
@@ -127,5 +186,17 @@ export class StaticModelCatalog implements ModelCatalog {
 
   list(mediaType?: MediaType): ModelDefinition[] {
     return this.models.filter((m) => !mediaType || m.mediaType === mediaType);
+  }
+
+  /** The models at least one of whose providers is configured, with only those routes. */
+  static available(
+    models: ModelDefinition[],
+    configured: (provider: string) => boolean,
+  ): StaticModelCatalog {
+    return new StaticModelCatalog(
+      models
+        .map((m) => ({ ...m, routes: m.routes.filter((r) => configured(r.provider)) }))
+        .filter((m) => m.routes.length > 0),
+    );
   }
 }

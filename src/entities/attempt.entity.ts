@@ -6,6 +6,9 @@ export type AttemptStatus = "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELED";
 /** One try of one provider for one generation. */
 @Entity("attempts")
 @Index("attempts_generation_number_key", ["generationId", "number"], { unique: true })
+@Index("attempts_provider_job_key_idx", ["provider", "providerJobKey"], {
+  where: "provider_job_key IS NOT NULL",
+})
 export class AttemptEntity {
   @PrimaryGeneratedColumn("uuid")
   id: string;
@@ -27,6 +30,10 @@ export class AttemptEntity {
 
   @Column("text", { name: "provider_job_id", nullable: true })
   providerJobId: string | null;
+
+  /** What the provider's webhooks name the job by (the job id, or part of it). */
+  @Column("text", { name: "provider_job_key", nullable: true })
+  providerJobKey: string | null;
 
   /** The queued status check that drives this attempt, so the reconciler can tell it is alive. */
   @Column("text", { name: "poll_job_id", nullable: true })

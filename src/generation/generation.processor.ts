@@ -1,9 +1,16 @@
 import type { Logger } from "../common/logger";
-import type { GenerationErrorInfo } from "../entities";
-import type { ModelCatalog } from "../cost/model-catalog";
+import type { GenerationErrorInfo, MediaType } from "../entities";
+import type { ModelCatalog, ModelDefinition, ProviderRoute } from "../cost/model-catalog";
 import { estimateCost } from "../cost/cost-estimator";
 import type { Job } from "../infra/queue/queue.driver";
-import { ProviderError, type ProviderAdapter, type ProviderRegistry } from "../providers";
+import {
+  ProviderError,
+  ProviderErrorCode,
+  type ProviderAdapter,
+  type ProviderJobState,
+  type ProviderOutput,
+  type ProviderRegistry,
+} from "../providers";
 import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerationQueue } from "./generation.queue";
 import type { GenerationRepository } from "./generation.repository";
@@ -17,12 +24,19 @@ export interface ProcessorOptions {
   pollMaxMs: number;
   /** An attempt with no provider job after this long was lost mid-submit. */
   staleMs: number;
+  /** Public base URL providers call back; without it every job is polled. */
+  webhookBaseUrl?: string;
+  /** With webhooks, a status check still runs this often, in case a webhook is lost. */
+  webhookBackstopMs: number;
 }
 
+type Finished = Exclude<ProviderJobState, { status: "queued" | "processing" }>;
+
 /**
- * The worker side of the lifecycle. Each job is one short step (submit, or one status poll)
- * so a worker slot is never held while a provider works; the next step is a delayed job.
- * Every transition is a conditional write, so a step that runs twice changes nothing twice.
+ * The worker side of the lifecycle. Each job is one short step (submit, or one status check)
+ * so a worker slot is never held while a provider works; the next step is a delayed job, or
+ * the provider's webhook. Every transition is a conditional write, so a step that runs twice
+ * (a webhook racing a poll, a duplicate job) changes nothing twice.
  */
 export class GenerationProcessor {
   constructor(
@@ -41,7 +55,7 @@ export class GenerationProcessor {
       case "submit":
         return this.submit(job.data.generationId);
       case "poll":
-        return this.poll(job.data.generationId, job.data.attempt ?? 1);
+        return this.poll(job.data.generationId, job.data.attempt ?? 1, job.data.once === true);
     }
   };
 
@@ -49,9 +63,9 @@ export class GenerationProcessor {
     const current = await this.repo.findSnapshot(generationId);
     if (!current) return;
     const model = this.catalog.get(current.model);
-    const providerName = model?.providers[current.attempts.length % model.providers.length];
-    const adapter = providerName ? this.providers.get(providerName) : undefined;
-    if (!model || !adapter) {
+    const route = model && this.routeFor(model, current.attempts.length);
+    const adapter = route && this.providers.get(route.provider);
+    if (!model || !route || !adapter) {
       this.logger.error({ generationId, model: current.model }, "no provider configured for model");
       return this.failUnstarted(current, {
         code: "NO_PROVIDER",
@@ -63,11 +77,15 @@ export class GenerationProcessor {
     if (!started) return;
     await this.publish("STARTED", started.generation);
     const g = started.generation;
+    const webhookUrl =
+      adapter.supportsWebhooks && this.opts.webhookBaseUrl
+        ? `${this.opts.webhookBaseUrl}/webhooks/providers/${adapter.name}`
+        : undefined;
     try {
       const result = await adapter.submit({
         generationId,
         attempt: started.attempt,
-        model: model.name,
+        model: route.model,
         mediaType: g.mediaType,
         prompt: g.prompt,
         negativePrompt: g.negativePrompt ?? undefined,
@@ -75,13 +93,25 @@ export class GenerationProcessor {
         width: g.width ?? undefined,
         height: g.height ?? undefined,
         durationSeconds: g.durationSeconds ?? undefined,
+        webhookUrl,
       });
       const next = this.queue.pollJobId(generationId, started.attempt);
-      await this.repo.setProviderJob(generationId, started.attempt, result.providerJobId, next);
+      await this.repo.setProviderJob(
+        generationId,
+        started.attempt,
+        result.providerJobId,
+        adapter.webhookKey?.(result.providerJobId) ?? result.providerJobId,
+        next,
+      );
+      if (result.state && isFinished(result.state)) {
+        // A synchronous provider (or one that answered at once): nothing to wait for.
+        return this.finish(generationId, started.attempt, adapter, g.mediaType, result.state);
+      }
+      const delay = webhookUrl ? this.opts.webhookBackstopMs : this.pollDelay(result.pollAfterMs);
       await this.queue.poll(
         generationId,
         started.attempt,
-        this.pollDelay(result.pollAfterMs),
+        Math.min(delay, model.timeoutSeconds * 1000),
         next,
       );
     } catch (err) {
@@ -89,7 +119,7 @@ export class GenerationProcessor {
     }
   }
 
-  async poll(generationId: string, attemptNumber: number): Promise<void> {
+  async poll(generationId: string, attemptNumber: number, once = false): Promise<void> {
     const found = await this.repo.findAttempt(generationId, attemptNumber);
     if (!found || found.generation.status !== "PROCESSING" || found.attempt.status !== "RUNNING")
       return;
@@ -113,7 +143,41 @@ export class GenerationProcessor {
       }
       return;
     }
-    let state;
+    const model = this.catalog.get(generation.model);
+    const timeoutMs = (model?.timeoutSeconds ?? 600) * 1000;
+    const elapsed = Date.now() - attempt.startedAt.getTime();
+    if (elapsed >= timeoutMs) {
+      await adapter
+        .cancel(attempt.providerJobId)
+        .catch((err: unknown) =>
+          this.logger.warn({ err, generationId }, "cancel after timeout failed"),
+        );
+      return this.attemptFailed(
+        generationId,
+        attemptNumber,
+        new ProviderError(
+          `no result from ${adapter.name} within ${timeoutMs / 1000} s`,
+          ProviderErrorCode.Timeout,
+          true,
+        ),
+      );
+    }
+    const schedule = async (hintMs: number | undefined) => {
+      if (once) return;
+      const base =
+        this.opts.webhookBaseUrl && adapter.supportsWebhooks
+          ? this.opts.webhookBackstopMs
+          : this.pollDelay(hintMs);
+      const next = this.queue.pollJobId(generationId, attemptNumber);
+      await this.repo.notePoll(generationId, attemptNumber, next);
+      await this.queue.poll(
+        generationId,
+        attemptNumber,
+        Math.max(1, Math.min(base, timeoutMs - elapsed)),
+        next,
+      );
+    };
+    let state: ProviderJobState;
     try {
       state = await adapter.getStatus(attempt.providerJobId);
     } catch (err) {
@@ -121,26 +185,37 @@ export class GenerationProcessor {
         return this.attemptFailed(generationId, attemptNumber, err);
       // A failed status call says nothing about the job: ask again later.
       this.logger.warn({ err, generationId }, "status poll failed; polling again");
-      const next = this.queue.pollJobId(generationId, attemptNumber);
-      await this.repo.notePoll(generationId, attemptNumber, next);
-      return this.queue.poll(generationId, attemptNumber, this.opts.pollMaxMs, next);
+      return schedule(this.opts.pollMaxMs);
     }
+    if (!isFinished(state)) {
+      const moved = await this.repo.touchProgress(
+        generationId,
+        attemptNumber,
+        clamp01(state.progress ?? 0),
+      );
+      if (moved) await this.publish("PROGRESS", moved);
+      return schedule(state.pollAfterMs);
+    }
+    return this.finish(generationId, attemptNumber, adapter, generation.mediaType, state);
+  }
+
+  private async finish(
+    generationId: string,
+    attemptNumber: number,
+    adapter: ProviderAdapter,
+    mediaType: MediaType,
+    state: Finished,
+  ): Promise<void> {
     switch (state.status) {
-      case "queued":
-      case "processing": {
-        const next = this.queue.pollJobId(generationId, attemptNumber);
-        const progress = clamp01(state.progress ?? 0);
-        const moved = await this.repo.touchProgress(generationId, attemptNumber, progress, next);
-        if (moved) await this.publish("PROGRESS", moved);
-        return this.queue.poll(
+      case "succeeded":
+        return this.succeeded(
           generationId,
           attemptNumber,
-          this.pollDelay(state.pollAfterMs),
-          next,
+          adapter,
+          mediaType,
+          state.outputs,
+          state.costUsd,
         );
-      }
-      case "succeeded":
-        return this.succeeded(generation.id, attemptNumber, adapter, state.outputs, state.costUsd);
       case "failed":
         return this.attemptFailed(generationId, attemptNumber, state.error);
       case "canceled":
@@ -156,12 +231,13 @@ export class GenerationProcessor {
     generationId: string,
     attemptNumber: number,
     adapter: ProviderAdapter,
-    providerOutputs: Parameters<OutputStoreService["storeAll"]>[2],
+    mediaType: MediaType,
+    providerOutputs: ProviderOutput[],
     providerCost: number | undefined,
   ): Promise<void> {
     let stored;
     try {
-      stored = await this.outputs.storeAll(generationId, attemptNumber, providerOutputs);
+      stored = await this.outputs.storeAll(generationId, attemptNumber, providerOutputs, mediaType);
     } catch (err) {
       return this.attemptFailed(generationId, attemptNumber, err);
     }
@@ -218,6 +294,12 @@ export class GenerationProcessor {
     if (failed) await this.publish("FAILED", failed);
   }
 
+  /** The model's configured routes in turn: attempt n goes to the next provider. */
+  private routeFor(model: ModelDefinition, attemptsSoFar: number): ProviderRoute | undefined {
+    const routes = model.routes.filter((r) => this.providers.get(r.provider));
+    return routes[attemptsSoFar % Math.max(1, routes.length)];
+  }
+
   private catalogCost(g: GenerationSnapshot): number {
     const model = this.catalog.get(g.model);
     if (!model) return g.estimatedCostUsd;
@@ -257,6 +339,10 @@ export function backoffMs(attempt: number, err: unknown, baseMs = 500, capMs = 1
   if (err instanceof ProviderError && err.retryAfterMs !== undefined)
     return Math.min(err.retryAfterMs, 60_000);
   return Math.round(Math.random() * Math.min(capMs, baseMs * 2 ** (attempt - 1)));
+}
+
+function isFinished(state: ProviderJobState): state is Finished {
+  return state.status !== "queued" && state.status !== "processing";
 }
 
 function clamp01(v: number): number {

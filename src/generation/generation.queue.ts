@@ -47,6 +47,15 @@ export class GenerationQueue {
     return this.driver.add("poll", { generationId, attempt }, { jobId, delayMs });
   }
 
+  /** One status check now, scheduling no next one: a webhook's nudge. */
+  pollOnce(generationId: string, attempt: number): Promise<void> {
+    return this.driver.add(
+      "poll",
+      { generationId, attempt, once: true },
+      { jobId: `${generationId}-w${attempt}-${randomBytes(6).toString("base64url")}` },
+    );
+  }
+
   has(jobId: string): Promise<boolean> {
     return this.driver.has(jobId);
   }

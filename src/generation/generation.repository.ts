@@ -182,11 +182,13 @@ export class GenerationRepository {
     id: string,
     attempt: number,
     providerJobId: string,
+    providerJobKey: string,
     pollJobId: string,
   ): Promise<void> {
     await this.db.query(
-      `UPDATE attempts SET provider_job_id = $3, poll_job_id = $4 WHERE generation_id = $1 AND number = $2`,
-      [id, attempt, providerJobId, pollJobId],
+      `UPDATE attempts SET provider_job_id = $3, provider_job_key = $4, poll_job_id = $5
+        WHERE generation_id = $1 AND number = $2`,
+      [id, attempt, providerJobId, providerJobKey, pollJobId],
     );
   }
 
@@ -212,6 +214,17 @@ export class GenerationRepository {
     return generation && a ? { generation, attempt: a } : null;
   }
 
+  /** The attempt a provider's job id belongs to (webhooks name only that). */
+  async findAttemptByProviderJob(
+    provider: string,
+    providerJobKey: string,
+  ): Promise<{ attempt: AttemptEntity } | null> {
+    const attempt = await this.db
+      .getRepository(AttemptEntity)
+      .findOneBy({ provider, providerJobKey });
+    return attempt ? { attempt } : null;
+  }
+
   /**
    * Records that the provider is still working (and how far), which also tells the
    * reconciler the job is alive. Returns the new snapshot when the progress moved.
@@ -220,16 +233,19 @@ export class GenerationRepository {
     id: string,
     attempt: number,
     progress: number,
-    pollJobId: string,
+    /** The status check scheduled next, when this update comes from one. */
+    pollJobId?: string,
   ): Promise<GenerationSnapshot | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
       if (!locked) return null;
       const g = locked.generation;
-      await m.query(`UPDATE attempts SET poll_job_id = $2 WHERE id = $1`, [
-        locked.attempt.id,
-        pollJobId,
-      ]);
+      if (pollJobId) {
+        await m.query(`UPDATE attempts SET poll_job_id = $2 WHERE id = $1`, [
+          locked.attempt.id,
+          pollJobId,
+        ]);
+      }
       if (progress <= g.progress) {
         await m.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
         return null;

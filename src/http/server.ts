@@ -114,6 +114,24 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     res.setHeader("cache-control", "private, max-age=3600, immutable");
     res.send(object.data);
   });
+  // Providers sign the raw bytes: the body must reach the adapter exactly as sent.
+  expressApp.post(
+    "/webhooks/providers/:provider",
+    express.raw({ type: () => true, limit: "5mb" }),
+    async (req, res) => {
+      try {
+        const headers: Record<string, string | undefined> = {};
+        for (const [k, v] of Object.entries(req.headers))
+          headers[k] = Array.isArray(v) ? v.join(", ") : v;
+        const rawBody = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        const result = await app.webhooks.handle(String(req.params.provider), { headers, rawBody });
+        res.status(result.status).json(result.body);
+      } catch (err) {
+        logger.error({ err, provider: req.params.provider }, "webhook handling failed");
+        res.status(500).json({ ok: false, error: "internal error" });
+      }
+    },
+  );
   expressApp.use(
     GRAPHQL_PATH,
     // Bearer credentials only, never cookies: any allowed origin may call with its token.

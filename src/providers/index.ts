@@ -1,2 +1,3 @@
 export * from "./provider.adapter";
 export * from "./provider.registry";
+export * from "./provider.factory";

@@ -87,6 +87,11 @@ export interface ProviderAdapter {
    * Throws `WebhookVerificationError` for anything forged, stale or malformed.
    */
   parseWebhook?(req: WebhookRequest, now?: Date): Promise<WebhookEvent>;
+  /**
+   * The part of a job id that this provider's webhooks name (`WebhookEvent.providerJobId`),
+   * when it is not the whole id. @defaultValue the id itself
+   */
+  webhookKey?(providerJobId: string): string;
 }
 
 /** Stable codes the worker and clients see. */

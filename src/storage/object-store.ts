@@ -4,11 +4,21 @@ import path from "node:path";
 
 /**
  * Durable storage for outputs (provider URLs expire). Keys are relative paths such as
- * `generations/<id>/0.png`. Left out deliberately: listing and deletion policies.
+ * `generations/<id>/1-0.png`, `/`-separated, never starting with `/` nor containing `..`.
+ *
+ * The contract: `put` is atomic and idempotent (a reader sees the whole object or none, and
+ * two writers of one key with the same bytes both succeed); `get` returns the bytes and the
+ * content type they were stored with, or `null` when the key is missing (any other failure
+ * throws). `signedUrl`, when a store has it, is an expiring GET link that clients can use
+ * directly (an S3 presigned URL); a store without it is served by the api at `/files/...`
+ * through `OutputUrlSigner`. Left out deliberately: listing and deletion (retention is the
+ * bucket's lifecycle rules or an operator's job), and range reads.
  */
 export interface ObjectStore {
   put(key: string, data: Buffer, contentType: string): Promise<void>;
   get(key: string): Promise<{ data: Buffer; contentType: string } | null>;
+  /** A link that downloads `key` without credentials until `ttlSeconds` from now. */
+  signedUrl?(key: string, ttlSeconds: number): Promise<string>;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -17,9 +27,14 @@ const CONTENT_TYPES: Record<string, string> = {
   ".jpg": "image/jpeg",
   ".webp": "image/webp",
   ".gif": "image/gif",
+  ".avif": "image/avif",
   ".mp4": "video/mp4",
+  ".webm": "video/webm",
   ".wav": "audio/wav",
   ".mp3": "audio/mpeg",
+  ".m4a": "audio/mp4",
+  ".ogg": "audio/ogg",
+  ".flac": "audio/flac",
   ".bin": "application/octet-stream",
 };
 

@@ -78,7 +78,7 @@ export class GenerationResolver {
       mediaType: m.mediaType as MediaType,
       quality: m.quality,
       baseCostUsd: m.pricing.baseUsd,
-      providers: m.providers,
+      providers: m.routes.map((r) => r.provider),
       deprecated: m.deprecated ?? false,
     }));
   }
@@ -100,15 +100,17 @@ export class GenerationResolver {
   }
 
   @FieldResolver(() => [Output])
-  outputs(@Root() g: Generation, @Ctx() ctx: GraphQLContext): Output[] {
-    return g.snapshot.outputs.map((o) => ({
-      url: ctx.services.urlSigner.sign(o.key),
-      contentType: o.contentType,
-      width: o.width,
-      height: o.height,
-      durationSeconds: o.durationSeconds,
-      bytes: o.bytes,
-    }));
+  outputs(@Root() g: Generation, @Ctx() ctx: GraphQLContext): Promise<Output[]> {
+    return Promise.all(
+      g.snapshot.outputs.map(async (o) => ({
+        url: await ctx.services.outputUrl(o.key),
+        contentType: o.contentType,
+        width: o.width,
+        height: o.height,
+        durationSeconds: o.durationSeconds,
+        bytes: o.bytes,
+      })),
+    );
   }
 
   @FieldResolver(() => Int, {

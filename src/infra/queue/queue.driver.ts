@@ -10,6 +10,8 @@ export interface JobData {
   generationId: string;
   /** For `poll`: the attempt being watched. */
   attempt?: number;
+  /** For `poll`: a single status check (a webhook's nudge) that schedules no next one. */
+  once?: boolean;
 }
 
 export interface Job {

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { MediaType } from "../../entities";
 import {
   ProviderError,
@@ -7,6 +6,7 @@ import {
   type ProviderRequest,
   type SubmitResult,
 } from "../provider.adapter";
+import { simPlan } from "./sim-plan";
 import { renderAudio, renderImage, renderVideo } from "./sim-render";
 
 export interface SimulatedProviderOptions {
@@ -53,20 +53,15 @@ export class SimulatedProviderAdapter implements ProviderAdapter {
   }
 
   async submit(req: ProviderRequest): Promise<SubmitResult> {
-    if (req.prompt.includes("[sim:reject]")) {
+    const plan = simPlan(req.prompt, req.seed, this.opts);
+    if (plan.rejected) {
       throw new ProviderError("prompt refused by the simulated provider", "CONTENT_REFUSED", false);
     }
-    const u = unitFloats(`${req.prompt}\u0000${req.seed}`);
-    const latencyDirective = /\[sim:latency=(\d{1,7})\]/.exec(req.prompt);
-    const latency = latencyDirective
-      ? Number(latencyDirective[1])
-      : Math.round(this.opts.latencyMs * (1 + this.opts.latencyJitter * (2 * u[0]! - 1)));
-    const fails = req.prompt.includes("[sim:fail]") || u[1]! < this.opts.failureRate;
     const job: SimJob = {
       v: 1,
       t: this.now(),
-      latency,
-      failAt: fails ? 0.5 : null,
+      latency: plan.latencyMs,
+      failAt: plan.failAt,
       mediaType: req.mediaType,
       prompt: req.prompt,
       seed: req.seed,
@@ -125,11 +120,6 @@ function render(job: SimJob) {
     case "AUDIO":
       return renderAudio({ prompt: job.prompt, seed: job.seed, durationSeconds: job.d ?? 5 });
   }
-}
-
-function unitFloats(text: string): number[] {
-  const digest = createHash("sha256").update(text).digest();
-  return [0, 4, 8, 12].map((o) => digest.readUInt32BE(o) / 2 ** 32);
 }
 
 function encodeJob(job: SimJob): string {
