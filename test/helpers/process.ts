@@ -16,7 +16,7 @@ import { deferred, type Deferred } from "../../src/common/deferred";
  * role and pid.
  */
 
-export type GengateRole = "api" | "worker" | "all";
+export type GengateRole = "api" | "worker" | "all" | "sim-provider";
 
 export const REPO_ROOT = path.resolve(__dirname, "../..");
 export const MAIN_JS = path.join("dist", "src", "main.js");
@@ -244,6 +244,15 @@ export async function spawnGengate(
 
   try {
     const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
+    if (role === "sim-provider") {
+      const line = await waitForLog((l) => l.json?.msg === "sim-provider listening", {
+        timeoutMs: readyTimeoutMs,
+        what: '"sim-provider listening"',
+      });
+      handle.port = Number(line.json!.port);
+      handle.url = `http://127.0.0.1:${handle.port}`;
+      return handle;
+    }
     if (role !== "worker") {
       const line = await waitForLog((l) => l.json?.msg === "api listening", {
         timeoutMs: readyTimeoutMs,
