@@ -13,7 +13,9 @@ module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
-  transform: { "^.+\\.ts$": ["@swc/jest", swc] },
+  // request-filtering-agent ships only as an ES module: compile it to CommonJS like our code.
+  transform: { "^.+\\.(ts|js)$": ["@swc/jest", swc] },
+  transformIgnorePatterns: ["/node_modules/(?!request-filtering-agent/)"],
   globalSetup: "<rootDir>/test/global-setup.ts",
   globalTeardown: "<rootDir>/test/global-teardown.ts",
   testTimeout: 30000,

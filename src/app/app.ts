@@ -10,7 +10,15 @@ import { GenerationEvents } from "../generation/generation.events";
 import { GenerationProcessor } from "../generation/generation.processor";
 import { GenerationQueue } from "../generation/generation.queue";
 import { GenerationRepository } from "../generation/generation.repository";
-import { GenerationService } from "../generation/generation.service";
+import { GenerationService, type CallbackGate } from "../generation/generation.service";
+import {
+  CallbackRefusedError,
+  CallbackRepository,
+  CallbackSecretsService,
+  CallbackService,
+  validateCallbackUrl,
+} from "../callbacks";
+import { BadInputError } from "../common/errors";
 import { GenerationSubscriptions } from "../generation/generation.subscriptions";
 import { OutputStoreService } from "../generation/output-store.service";
 import { ProviderWebhookService } from "../generation/provider-webhooks.service";
@@ -129,12 +137,34 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       );
     }
   }
+  const callbacks = new CallbackService(
+    new CallbackRepository(db.dataSource),
+    queue,
+    repo,
+    (g) =>
+      Promise.all(g.outputs.map(async ({ key, ...o }) => ({ ...o, url: await outputUrl(key) }))),
+    logger.child({ component: "callbacks" }),
+    { allowPrivate: config.CALLBACKS_ALLOW_PRIVATE },
+  );
+  const callbackGate: CallbackGate = {
+    check: async (url) => {
+      try {
+        await validateCallbackUrl(url, { allowPrivate: config.CALLBACKS_ALLOW_PRIVATE });
+      } catch (err) {
+        if (err instanceof CallbackRefusedError)
+          throw new BadInputError("callbackUrl", err.message);
+        throw err;
+      }
+    },
+    notify: (g, event) => callbacks.notify(g, event),
+  };
   const generations = new GenerationService(
     repo,
     generationQueue,
     events,
     catalog,
     providers,
+    callbackGate,
     logger,
   );
   const subscriptions = new GenerationSubscriptions(repo, pubsub);
@@ -155,6 +185,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       queueStartsEmpty: !config.REDIS_URL,
     },
     logger.child({ component: "reconciler" }),
+    callbacks,
   );
 
   let consumer: QueueConsumer | undefined;
@@ -166,6 +197,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       catalog,
       providers,
       new OutputStoreService(objects),
+      callbacks,
       {
         maxAttempts: 3,
         pollMinMs: config.POLL_MIN_MS,
@@ -187,7 +219,15 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   return {
     config,
     logger,
-    services: { auth, generations, subscriptions, catalog, urlSigner, outputUrl },
+    services: {
+      auth,
+      generations,
+      subscriptions,
+      catalog,
+      urlSigner,
+      outputUrl,
+      callbacks: new CallbackSecretsService(callbacks),
+    },
     db,
     objects,
     queue,

@@ -1,4 +1,5 @@
 import type { AuthService } from "../auth/auth.service";
+import type { CallbackSecretsService } from "../callbacks";
 import type { ModelCatalog } from "../cost/model-catalog";
 import type { GenerationService } from "../generation/generation.service";
 import type { GenerationSubscriptions } from "../generation/generation.subscriptions";
@@ -11,6 +12,7 @@ export interface Services {
   subscriptions: GenerationSubscriptions;
   catalog: ModelCatalog;
   urlSigner: OutputUrlSigner;
+  callbacks: CallbackSecretsService;
   /** A fresh, expiring link to a stored output: presigned by S3, or signed for /files/. */
   outputUrl(key: string): Promise<string>;
 }

@@ -2,6 +2,7 @@ export * from "./account.entity";
 export * from "./api-key.entity";
 export * from "./attempt.entity";
 export * from "./budget-period.entity";
+export * from "./callback-delivery.entity";
 export * from "./end-user.entity";
 export * from "./generation.entity";
 export * from "./usage-record.entity";
@@ -10,6 +11,7 @@ import { AccountEntity } from "./account.entity";
 import { ApiKeyEntity } from "./api-key.entity";
 import { AttemptEntity } from "./attempt.entity";
 import { BudgetPeriodEntity } from "./budget-period.entity";
+import { CallbackDeliveryEntity } from "./callback-delivery.entity";
 import { EndUserEntity } from "./end-user.entity";
 import { GenerationEntity } from "./generation.entity";
 import { UsageRecordEntity } from "./usage-record.entity";
@@ -22,4 +24,5 @@ export const ENTITIES = [
   AttemptEntity,
   BudgetPeriodEntity,
   UsageRecordEntity,
+  CallbackDeliveryEntity,
 ];

@@ -15,6 +15,7 @@ import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerationQueue } from "./generation.queue";
 import type { GenerationRepository } from "./generation.repository";
 import type { OutputStoreService } from "./output-store.service";
+import type { CallbackService } from "../callbacks";
 
 export interface ProcessorOptions {
   /** Attempts per generation, across providers. @defaultValue 3 */
@@ -46,6 +47,7 @@ export class GenerationProcessor {
     private readonly catalog: ModelCatalog,
     private readonly providers: ProviderRegistry,
     private readonly outputs: OutputStoreService,
+    private readonly callbacks: CallbackService,
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
   ) {}
@@ -54,6 +56,8 @@ export class GenerationProcessor {
     switch (job.name) {
       case "submit":
         return this.submit(job.data.generationId);
+      case "callback":
+        return this.callbacks.deliver(job.data.deliveryId ?? "");
       case "poll":
         return this.poll(job.data.generationId, job.data.attempt ?? 1, job.data.once === true);
     }
@@ -251,6 +255,7 @@ export class GenerationProcessor {
         "generation succeeded",
       );
       await this.publish("SUCCEEDED", done);
+      await this.notify(done, "SUCCEEDED");
     }
   }
 
@@ -276,7 +281,10 @@ export class GenerationProcessor {
       { generationId, attempt: attemptNumber, code: error.code, final },
       "attempt failed",
     );
-    if (final) return this.publish("FAILED", updated);
+    if (final) {
+      await this.publish("FAILED", updated);
+      return this.notify(updated, "FAILED");
+    }
     await this.publish("ATTEMPT_FAILED", updated);
     await this.queue.retry(
       generationId,
@@ -291,7 +299,18 @@ export class GenerationProcessor {
     const started = await this.repo.startAttempt(g.id, "none", g.model);
     if (!started) return;
     const failed = await this.repo.failAttempt(g.id, started.attempt, error, true);
-    if (failed) await this.publish("FAILED", failed);
+    if (!failed) return;
+    await this.publish("FAILED", failed);
+    await this.notify(failed, "FAILED");
+  }
+
+  /** The user's callback, when one was given; its delivery is a job of its own. */
+  private async notify(g: GenerationSnapshot, event: "SUCCEEDED" | "FAILED"): Promise<void> {
+    await this.callbacks
+      .notify(g, event)
+      .catch((err: unknown) =>
+        this.logger.error({ err, generationId: g.id }, "callback not enqueued"),
+      );
   }
 
   /** The model's configured routes in turn: attempt n goes to the next provider. */

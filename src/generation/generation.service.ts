@@ -12,6 +12,13 @@ import type { GenerationRepository } from "./generation.repository";
 import { validateGenerateRequest } from "./generation.validator";
 
 export const MAX_PAGE_SIZE = 100;
+
+/** What the api needs of user callbacks: a URL check when one is given, and the notice. */
+export interface CallbackGate {
+  /** Throws `BadInputError` for a URL that may not be called (SSRF), DNS included. */
+  check(url: string): Promise<void>;
+  notify(g: GenerationSnapshot, event: "SUCCEEDED" | "FAILED" | "CANCELED"): Promise<unknown>;
+}
 export const DEFAULT_PAGE_SIZE = 20;
 
 export interface GenerationPage {
@@ -36,6 +43,7 @@ export class GenerationService {
     private readonly events: GenerationEvents,
     private readonly catalog: ModelCatalog,
     private readonly providers: ProviderRegistry,
+    private readonly callbacks: CallbackGate,
     private readonly logger: Logger,
   ) {}
 
@@ -43,6 +51,7 @@ export class GenerationService {
     const v = requireViewer(viewer);
     const userId = this.userFor(v, input.userId);
     const req = validateGenerateRequest(this.catalog, input, userId);
+    if (req.params.callbackUrl) await this.callbacks.check(req.params.callbackUrl);
     const quote = await this.quote(req.model, req.params, req.priority);
     const { generation, created } = await this.repo.createQueued({
       accountId: v.accountId,
@@ -140,6 +149,11 @@ export class GenerationService {
         );
     }
     await this.publish("CANCELED", result.generation);
+    await this.callbacks
+      .notify(result.generation, "CANCELED")
+      .catch((err: unknown) =>
+        this.logger.error({ err, generationId: id }, "callback not enqueued"),
+      );
     return result.generation;
   }
 

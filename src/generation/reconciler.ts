@@ -29,6 +29,8 @@ export class Reconciler {
     private readonly queue: GenerationQueue,
     private readonly opts: ReconcilerOptions,
     private readonly logger: Logger,
+    /** Callback deliveries are rows too: those overdue get their job back. */
+    private readonly callbacks?: { requeueDue(): Promise<number> },
   ) {}
 
   start(): void {
@@ -63,6 +65,7 @@ export class Reconciler {
       // Either way the row is looked after now: leave it alone for another stale period.
       else await this.repo.touch(g.id);
     }
+    if (this.callbacks) requeued += await this.callbacks.requeueDue();
     return requeued;
   }
 

@@ -3,11 +3,12 @@ import { DateTimeResolver } from "graphql-scalars";
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from "graphql";
 import { buildSchema } from "type-graphql";
 import { AuthResolver } from "./resolvers/auth.resolver";
+import { CallbackResolver } from "./resolvers/callback.resolver";
 import { GenerationResolver } from "./resolvers/generation.resolver";
 
 export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, GenerationResolver],
+    resolvers: [AuthResolver, CallbackResolver, GenerationResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
     validate: false,
     // Every subscription brings its own `subscribe` (auth, current state first, dedup by

@@ -5,9 +5,14 @@ import { DataSource } from "typeorm";
 import { ENTITIES } from "../entities";
 import { lockDataDir } from "./data-dir-lock";
 import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
+import { Callbacks1764290000000 } from "../../migrations/1764290000000-callbacks";
 import { ProviderWebhooks1764290000001 } from "../../migrations/1764290000001-provider-webhooks";
 
-export const MIGRATIONS = [Initial1764280000000, ProviderWebhooks1764290000001];
+export const MIGRATIONS = [
+  Initial1764280000000,
+  Callbacks1764290000000,
+  ProviderWebhooks1764290000001,
+];
 
 export interface DatabaseOptions {
   /** Postgres URL; without it the embedded PGlite database in `dataDir` is used. */

@@ -241,7 +241,7 @@ describe("generate input validation", () => {
         { ...IMAGE, quality: 10, seed: 2147483647, idempotencyKey: "k".repeat(255) },
         { ...VIDEO, durationSeconds: 1, width: 1024, height: 64 },
         { ...VIDEO, durationSeconds: 10 },
-        { ...AUDIO, durationSeconds: 60, callbackUrl: "https://example.com/hook?x=1" },
+        { ...AUDIO, durationSeconds: 60, callbackUrl: "https://93.184.216.34/hook?x=1" },
         { ...AUDIO, durationSeconds: 1, metadata: { order: 42, tags: ["a"] } },
         { ...IMAGE, negativePrompt: "n".repeat(4000), fallbackModels: ["sim-image-pro"] },
       ];

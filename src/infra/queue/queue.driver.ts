@@ -4,7 +4,7 @@
  * it). Deliberately left out: job results, progress and retries: the domain records those in
  * its own rows, and a job that throws is simply dropped (logged) after the driver's own attempt.
  */
-export type JobName = "submit" | "poll";
+export type JobName = "submit" | "poll" | "callback";
 
 export interface JobData {
   generationId: string;
@@ -12,6 +12,8 @@ export interface JobData {
   attempt?: number;
   /** For `poll`: a single status check (a webhook's nudge) that schedules no next one. */
   once?: boolean;
+  /** For `callback`: the delivery to attempt. */
+  deliveryId?: string;
 }
 
 export interface Job {
