@@ -171,7 +171,7 @@ export class GenerationProcessor {
       const base =
         this.opts.webhookBaseUrl && adapter.supportsWebhooks
           ? this.opts.webhookBackstopMs
-          : this.pollDelay(hintMs);
+          : this.pollDelay(hintMs, elapsed);
       const next = this.queue.pollJobId(generationId, attemptNumber);
       await this.repo.notePoll(generationId, attemptNumber, next);
       await this.queue.poll(
@@ -330,11 +330,8 @@ export class GenerationProcessor {
     }).estimatedCostUsd;
   }
 
-  private pollDelay(hint: number | undefined): number {
-    return Math.min(
-      this.opts.pollMaxMs,
-      Math.max(this.opts.pollMinMs, hint ?? this.opts.pollMinMs),
-    );
+  private pollDelay(hint: number | undefined, elapsedMs = 0): number {
+    return pollDelayMs(hint, elapsedMs, this.opts.pollMinMs, this.opts.pollMaxMs);
   }
 
   private async publish(
@@ -358,6 +355,19 @@ export function backoffMs(attempt: number, err: unknown, baseMs = 500, capMs = 1
   if (err instanceof ProviderError && err.retryAfterMs !== undefined)
     return Math.min(err.retryAfterMs, 60_000);
   return Math.round(Math.random() * Math.min(capMs, baseMs * 2 ** (attempt - 1)));
+}
+
+/**
+ * The provider's hint when it gives one; otherwise polls back off with the job's age (a fifth
+ * of the time it has run), so a long job costs a few dozen status calls, not thousands.
+ */
+export function pollDelayMs(
+  hint: number | undefined,
+  elapsedMs: number,
+  minMs: number,
+  maxMs: number,
+): number {
+  return Math.min(maxMs, Math.max(minMs, hint ?? elapsedMs / 5));
 }
 
 function isFinished(state: ProviderJobState): state is Finished {

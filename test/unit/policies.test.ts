@@ -1,6 +1,6 @@
 import { OutputUrlSigner } from "../../src/storage/object-store";
 import { normalizePrompt, seedFromPrompt } from "../../src/generation/generation.validator";
-import { backoffMs } from "../../src/generation/generation.processor";
+import { backoffMs, pollDelayMs } from "../../src/generation/generation.processor";
 import { ProviderError } from "../../src/providers";
 
 describe("signed output URLs", () => {
@@ -61,5 +61,19 @@ describe("retry backoff", () => {
       expect(d).toBeGreaterThanOrEqual(0);
       expect(d).toBeLessThanOrEqual(Math.min(10_000, 500 * 2 ** (attempt - 1)));
     }
+  });
+});
+
+describe("status polling", () => {
+  it("backs off with the job's age between the bounds when the provider gives no hint", () => {
+    expect(pollDelayMs(undefined, 0, 500, 5000)).toBe(500);
+    expect(pollDelayMs(undefined, 10_000, 500, 5000)).toBe(2000);
+    expect(pollDelayMs(undefined, 600_000, 500, 5000)).toBe(5000);
+  });
+
+  it("follows the provider's hint, within the bounds", () => {
+    expect(pollDelayMs(1000, 600_000, 500, 5000)).toBe(1000);
+    expect(pollDelayMs(10, 0, 500, 5000)).toBe(500);
+    expect(pollDelayMs(60_000, 0, 500, 5000)).toBe(5000);
   });
 });
