@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { contentTypeForPath } from "../common/media-types";
 
 /**
  * Durable storage for outputs (provider URLs expire). Keys are relative paths such as
@@ -21,27 +22,7 @@ export interface ObjectStore {
   signedUrl?(key: string, ttlSeconds: number): Promise<string>;
 }
 
-const CONTENT_TYPES: Record<string, string> = {
-  ".png": "image/png",
-  ".apng": "image/apng",
-  ".jpg": "image/jpeg",
-  ".webp": "image/webp",
-  ".gif": "image/gif",
-  ".avif": "image/avif",
-  ".mp4": "video/mp4",
-  ".webm": "video/webm",
-  ".wav": "audio/wav",
-  ".mp3": "audio/mpeg",
-  ".m4a": "audio/mp4",
-  ".ogg": "audio/ogg",
-  ".flac": "audio/flac",
-  ".bin": "application/octet-stream",
-};
-
-export function extensionFor(contentType: string): string {
-  const found = Object.entries(CONTENT_TYPES).find(([, ct]) => ct === contentType);
-  return found ? found[0] : ".bin";
-}
+export { extensionFor } from "../common/media-types";
 
 /** Files under one folder (shared by api and workers through a volume when they are apart). */
 export class LocalObjectStore implements ObjectStore {
@@ -60,7 +41,7 @@ export class LocalObjectStore implements ObjectStore {
   async get(key: string): Promise<{ data: Buffer; contentType: string } | null> {
     try {
       const data = await fs.readFile(this.resolve(key));
-      return { data, contentType: CONTENT_TYPES[path.extname(key)] ?? "application/octet-stream" };
+      return { data, contentType: contentTypeForPath(key) ?? "application/octet-stream" };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw err;

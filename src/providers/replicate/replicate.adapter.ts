@@ -33,6 +33,7 @@ import {
   type WebhookEvent,
   type WebhookRequest,
 } from "../provider.adapter";
+import { contentTypeForPath } from "../../common/media-types";
 import { errorForStatus, providerFetch } from "../provider.http";
 
 export interface ReplicateOptions {
@@ -337,23 +338,6 @@ function progressFromLogs(logs: string | null | undefined): number | undefined {
   return Math.min(1, Number(last[1]) / 100);
 }
 
-const CONTENT_TYPES: Record<string, string> = {
-  png: "image/png",
-  apng: "image/apng",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
-  mp4: "video/mp4",
-  webm: "video/webm",
-  mov: "video/quicktime",
-  mp3: "audio/mpeg",
-  wav: "audio/wav",
-  ogg: "audio/ogg",
-  flac: "audio/flac",
-  m4a: "audio/mp4",
-};
-
 /**
  * A prediction's `output` is whatever the model returns: one file URL, a list of them, or an
  * object holding them. Every http(s) or data URL found in it is an output, in order.
@@ -386,8 +370,7 @@ function toOutput(value: string): ProviderOutput | undefined {
     return undefined;
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") return undefined;
-  const ext = /\.([a-z0-9]+)$/i.exec(url.pathname)?.[1]?.toLowerCase();
-  return { url: value, contentType: ext ? CONTENT_TYPES[ext] : undefined };
+  return { url: value, contentType: contentTypeForPath(url.pathname) };
 }
 
 function refineError(name: string, status: number, body: unknown, headers: Headers): ProviderError {

@@ -29,6 +29,7 @@ import {
   type WebhookEvent,
   type WebhookRequest,
 } from "../provider.adapter";
+import { contentTypeForPath } from "../../common/media-types";
 import { errorForStatus, providerFetch } from "../provider.http";
 
 export interface WaveSpeedOptions {
@@ -82,22 +83,6 @@ const TASK_ERRORS: Record<number, [code: string, retryable: boolean]> = {
   5000: [ProviderErrorCode.ProviderError, true],
   5003: [ProviderErrorCode.ProviderError, true],
   5004: [ProviderErrorCode.Timeout, true],
-};
-
-const CONTENT_TYPES: Record<string, string> = {
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
-  mp4: "video/mp4",
-  webm: "video/webm",
-  mov: "video/quicktime",
-  mp3: "audio/mpeg",
-  wav: "audio/wav",
-  ogg: "audio/ogg",
-  flac: "audio/flac",
-  m4a: "audio/mp4",
 };
 
 /**
@@ -352,13 +337,12 @@ function taskError(code: unknown, message: unknown): ProviderError {
 }
 
 function toOutput(url: string): ProviderOutput {
-  let ext = "";
   try {
-    ext = new URL(url).pathname.split(".").pop()?.toLowerCase() ?? "";
+    return { url, contentType: contentTypeForPath(new URL(url).pathname) };
   } catch {
     // Not a URL we can parse: leave the type to whoever downloads it.
+    return { url };
   }
-  return { url, contentType: CONTENT_TYPES[ext] };
 }
 
 function isTerminal(state: ProviderJobState): boolean {
