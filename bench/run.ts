@@ -195,6 +195,8 @@ async function main() {
     SIM_PROGRESS_STEPS: "1",
     POLL_MIN_MS: "10",
     POLL_MAX_MS: "100",
+    RATE_LIMIT_PER_SECOND: "100000",
+    RATE_LIMIT_BURST: "100000",
     TOKEN_SECRET: randomBytes(32).toString("hex"),
   };
   console.log(

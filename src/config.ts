@@ -55,6 +55,19 @@ const schema = z.object({
   WEBHOOK_BASE_URL: optionalUrl(["http", "https"]),
   /** Caps every model's own provider timeout (seconds); unset keeps the catalog's. */
   PROVIDER_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(86400).optional(),
+  /** Attempts per generation across the fallback chain, and the time all of them may take. */
+  MAX_ATTEMPTS: intFrom(1, 20).default(3),
+  MAX_GENERATION_SECONDS: z.coerce.number().min(1).max(86400).default(900),
+  /** Circuit breakers: failure rate over a sliding window, with a minimum of requests. */
+  CIRCUIT_WINDOW_SECONDS: z.coerce.number().min(1).max(3600).default(60),
+  CIRCUIT_MIN_REQUESTS: intFrom(1, 10000).default(10),
+  CIRCUIT_FAILURE_THRESHOLD: z.coerce.number().min(0.01).max(1).default(0.5),
+  CIRCUIT_COOLDOWN_SECONDS: z.coerce.number().min(0.1).max(3600).default(30),
+  /** Per API key token bucket on generate: sustained rate and burst. */
+  RATE_LIMIT_PER_SECOND: z.coerce.number().min(0.01).max(100000).default(10),
+  RATE_LIMIT_BURST: intFrom(1, 1000000).default(50),
+  /** Queued generations per priority beyond which generate answers SERVICE_UNAVAILABLE. */
+  MAX_QUEUED_PER_PRIORITY: intFrom(1, 10000000).default(10000),
   /** With webhooks, how often a status check still runs in case one is lost. */
   WEBHOOK_BACKSTOP_POLL_MS: intFrom(1000, 3600000).default(60000),
   OUTPUT_URL_TTL_SECONDS: intFrom(60, 30 * 86400).default(86400),
@@ -72,7 +85,16 @@ const schema = z.object({
   OPENAI_API_KEY: secret,
   OPENAI_BASE_URL: optionalUrl(["http", "https"]),
   /** A `gengate sim-provider` server to use instead of the in-process simulated provider. */
-  SIM_PROVIDER_URL: optionalUrl(["http", "https"]),
+  SIM_PROVIDER_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v?.trim() ? v.trim() : undefined))
+    .refine(
+      (v) =>
+        v === undefined ||
+        (v.split(",").length <= 3 && v.split(",").every((u) => /^https?:\/\//.test(u.trim()))),
+      "must be one to three http(s) URLs, comma-separated",
+    ),
   SIM_PROVIDER_TOKEN: secret,
   SIM_PROVIDER_WEBHOOK_SECRET: secret,
   /** `gengate sim-provider`: its port, its public URL (for output links) and fault mode. */

@@ -26,6 +26,15 @@ import { Reconciler } from "../generation/reconciler";
 import { InMemoryKeyValueStore } from "../infra/kv/in-memory.kv";
 import type { KeyValueStore } from "../infra/kv/key-value";
 import { RedisKeyValueStore } from "../infra/kv/redis.kv";
+import { AdmissionControl } from "../routing/admission";
+import type { CircuitBreaker } from "../routing/circuit-breaker";
+import { InMemoryCircuitBreaker } from "../routing/in-memory-circuit-breaker";
+import { InMemoryTokenBucket } from "../routing/in-memory-rate-limiter";
+import { ModelAvailability } from "../routing/model-availability";
+import { ProviderHealthService } from "../routing/provider-health.service";
+import type { RateLimiter } from "../routing/rate-limiter";
+import { RedisCircuitBreaker } from "../routing/redis-circuit-breaker";
+import { RedisTokenBucket } from "../routing/redis-rate-limiter";
 import { openDatabase, type Database } from "../infra/data-source";
 import { migrate } from "../infra/migrate";
 import { InProcessPubSub } from "../infra/pubsub/in-process.pubsub";
@@ -74,6 +83,18 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   let queue: QueueDriver;
   let pubsub: PubSub;
   let kv: KeyValueStore;
+  let breaker: CircuitBreaker;
+  let limiter: RateLimiter;
+  const circuit = {
+    windowMs: config.CIRCUIT_WINDOW_SECONDS * 1000,
+    minRequests: config.CIRCUIT_MIN_REQUESTS,
+    failureThreshold: config.CIRCUIT_FAILURE_THRESHOLD,
+    coolDownMs: config.CIRCUIT_COOLDOWN_SECONDS * 1000,
+  };
+  const bucket = {
+    capacity: config.RATE_LIMIT_BURST,
+    refillPerSecond: config.RATE_LIMIT_PER_SECOND,
+  };
   if (config.REDIS_URL) {
     const publisher = createRedis(config.REDIS_URL, "gengate-pub");
     const subscriber = createRedis(config.REDIS_URL, "gengate-sub");
@@ -84,6 +105,8 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     }
     pubsub = new RedisPubSub(publisher, subscriber, config.REDIS_PREFIX);
     kv = new RedisKeyValueStore(probe, config.REDIS_PREFIX);
+    breaker = new RedisCircuitBreaker(probe, config.REDIS_PREFIX, circuit);
+    limiter = new RedisTokenBucket(probe, config.REDIS_PREFIX, bucket);
     queue = new BullMqDriver({
       connection: redisOptions(config.REDIS_URL) as BullRedisOptions,
       prefix: config.REDIS_PREFIX,
@@ -93,6 +116,8 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   } else {
     pubsub = new InProcessPubSub();
     kv = new InMemoryKeyValueStore();
+    breaker = new InMemoryCircuitBreaker(circuit);
+    limiter = new InMemoryTokenBucket(bucket);
     queue = new InProcessQueueDriver(logger);
   }
 
@@ -165,8 +190,12 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     catalog,
     providers,
     callbackGate,
+    new AdmissionControl(limiter, (priority) => repo.countQueued(priority), {
+      maxQueuedPerPriority: config.MAX_QUEUED_PER_PRIORITY,
+    }),
     logger,
   );
+  const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
   const subscriptions = new GenerationSubscriptions(repo, pubsub);
   const webhooks = new ProviderWebhookService(
     providers,
@@ -198,8 +227,12 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       providers,
       new OutputStoreService(objects),
       callbacks,
+      breaker,
+      new ModelAvailability(kv),
+      providerHealth,
       {
-        maxAttempts: 3,
+        maxAttempts: config.MAX_ATTEMPTS,
+        maxTotalMs: config.MAX_GENERATION_SECONDS * 1000,
         pollMinMs: config.POLL_MIN_MS,
         pollMaxMs: config.POLL_MAX_MS,
         staleMs: config.RECONCILE_STALE_SECONDS * 1000,
@@ -227,6 +260,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       urlSigner,
       outputUrl,
       callbacks: new CallbackSecretsService(callbacks),
+      providerHealth,
     },
     db,
     objects,

@@ -1,5 +1,6 @@
 import type { AuthService } from "../auth/auth.service";
 import type { CallbackSecretsService } from "../callbacks";
+import type { ProviderHealthService } from "../routing/provider-health.service";
 import type { ModelCatalog } from "../cost/model-catalog";
 import type { GenerationService } from "../generation/generation.service";
 import type { GenerationSubscriptions } from "../generation/generation.subscriptions";
@@ -13,6 +14,7 @@ export interface Services {
   catalog: ModelCatalog;
   urlSigner: OutputUrlSigner;
   callbacks: CallbackSecretsService;
+  providerHealth: ProviderHealthService;
   /** A fresh, expiring link to a stored output: presigned by S3, or signed for /files/. */
   outputUrl(key: string): Promise<string>;
 }

@@ -42,6 +42,13 @@ export class IdempotencyConflictError extends AppError {
   }
 }
 
+export class RateLimitedError extends AppError {
+  readonly code = "RATE_LIMITED";
+  constructor(retryAfterSeconds: number) {
+    super(`Too many requests; retry in ${retryAfterSeconds} s`, { retryAfterSeconds });
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   readonly code = "SERVICE_UNAVAILABLE";
 }

@@ -39,6 +39,10 @@ export interface ModelDefinition {
   /** An attempt with no result after this long fails with PROVIDER_TIMEOUT. */
   timeoutSeconds: number;
   deprecated?: boolean;
+  /** Models to fall back to, in order, when the request names none. */
+  alternates?: string[];
+  /** Retired names that now mean this model, so old requests keep working. */
+  aliases?: string[];
 }
 
 /**
@@ -49,6 +53,10 @@ export interface ModelCatalog {
   get(name: string): ModelDefinition | undefined;
   list(mediaType?: MediaType): ModelDefinition[];
 }
+
+/** Every simulated provider serves every sim model; the first is preferred. */
+const simRoutes = (model: string): ProviderRoute[] =>
+  ["simulated", "simulated-2", "simulated-3"].map((provider) => ({ provider, model }));
 
 const IMAGE_LIMITS: ModelLimits = {
   minSize: 64,
@@ -65,7 +73,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     quality: 4,
     pricing: { baseUsd: 0.003 },
     limits: { ...IMAGE_LIMITS, maxSize: 1536, defaultWidth: 512, defaultHeight: 512 },
-    routes: [{ provider: "simulated", model: "sim/image" }],
+    routes: simRoutes("sim/image"),
     typicalSeconds: 2,
     timeoutSeconds: 120,
   },
@@ -75,7 +83,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     quality: 7,
     pricing: { baseUsd: 0.025, perMegapixel: true, referenceMegapixels: 1 },
     limits: IMAGE_LIMITS,
-    routes: [{ provider: "simulated", model: "sim/image" }],
+    routes: simRoutes("sim/image"),
     typicalSeconds: 4,
     timeoutSeconds: 120,
   },
@@ -85,7 +93,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     quality: 9,
     pricing: { baseUsd: 0.055, perMegapixel: true, referenceMegapixels: 1 },
     limits: IMAGE_LIMITS,
-    routes: [{ provider: "simulated", model: "sim/image" }],
+    routes: simRoutes("sim/image"),
     typicalSeconds: 8,
     timeoutSeconds: 180,
   },
@@ -103,7 +111,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
       maxDurationSeconds: 10,
       defaultDurationSeconds: 2,
     },
-    routes: [{ provider: "simulated", model: "sim/video" }],
+    routes: simRoutes("sim/video"),
     typicalSeconds: 20,
     timeoutSeconds: 600,
   },
@@ -121,7 +129,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
       maxDurationSeconds: 60,
       defaultDurationSeconds: 5,
     },
-    routes: [{ provider: "simulated", model: "sim/audio" }],
+    routes: simRoutes("sim/audio"),
     typicalSeconds: 5,
     timeoutSeconds: 120,
   },
@@ -143,6 +151,7 @@ export const PROVIDER_MODELS: ModelDefinition[] = [
       { provider: "fal", model: "fal-ai/flux/schnell" },
       { provider: "wavespeed", model: "wavespeed-ai/flux-schnell" },
     ],
+    alternates: ["flux-dev"],
     typicalSeconds: 3,
     timeoutSeconds: 120,
   },
@@ -157,6 +166,7 @@ export const PROVIDER_MODELS: ModelDefinition[] = [
       { provider: "fal", model: "fal-ai/flux/dev" },
       { provider: "wavespeed", model: "wavespeed-ai/flux-dev" },
     ],
+    alternates: ["flux-schnell"],
     typicalSeconds: 10,
     timeoutSeconds: 300,
   },
@@ -168,6 +178,8 @@ export const PROVIDER_MODELS: ModelDefinition[] = [
     pricing: { baseUsd: 0.034 },
     limits: { minSize: 1024, maxSize: 1536, defaultWidth: 1024, defaultHeight: 1024 },
     routes: [{ provider: "openai", model: "gpt-image-1.5" }],
+    aliases: ["gpt-image-1", "dall-e-3"],
+    alternates: ["flux-dev"],
     typicalSeconds: 15,
     timeoutSeconds: 180,
   },
@@ -175,13 +187,16 @@ export const PROVIDER_MODELS: ModelDefinition[] = [
 
 export class StaticModelCatalog implements ModelCatalog {
   private readonly byName: Map<string, ModelDefinition>;
+  private readonly byAlias: Map<string, ModelDefinition>;
 
   constructor(private readonly models: ModelDefinition[] = BUILTIN_MODELS) {
     this.byName = new Map(models.map((m) => [m.name, m]));
+    this.byAlias = new Map(models.flatMap((m) => (m.aliases ?? []).map((a) => [a, m] as const)));
   }
 
+  /** The model by name or by one of its aliases. */
   get(name: string): ModelDefinition | undefined {
-    return this.byName.get(name);
+    return this.byName.get(name) ?? this.byAlias.get(name);
   }
 
   list(mediaType?: MediaType): ModelDefinition[] {

@@ -41,6 +41,8 @@ export interface GenerationSnapshot {
   width: number | null;
   height: number | null;
   durationSeconds: number | null;
+  /** Models the request named to fall back to. */
+  fallbackModels: string[];
   outputs: StoredOutput[];
   estimatedCostUsd: number;
   costUsd: number | null;
@@ -74,6 +76,7 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
     width: g.params.width ?? null,
     height: g.params.height ?? null,
     durationSeconds: g.params.durationSeconds ?? null,
+    fallbackModels: g.params.fallbackModels ?? [],
     outputs: g.outputs,
     estimatedCostUsd: g.estimatedCostUsd,
     costUsd: g.costUsd,

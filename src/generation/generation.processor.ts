@@ -1,6 +1,6 @@
 import type { Logger } from "../common/logger";
 import type { GenerationErrorInfo, MediaType } from "../entities";
-import type { ModelCatalog, ModelDefinition, ProviderRoute } from "../cost/model-catalog";
+import type { ModelCatalog } from "../cost/model-catalog";
 import { estimateCost } from "../cost/cost-estimator";
 import type { Job } from "../infra/queue/queue.driver";
 import {
@@ -16,6 +16,9 @@ import type { GenerationQueue } from "./generation.queue";
 import type { GenerationRepository } from "./generation.repository";
 import type { OutputStoreService } from "./output-store.service";
 import type { CallbackService } from "../callbacks";
+import type { CircuitBreaker, CircuitTransition } from "../routing/circuit-breaker";
+import { fallbackChain, type Candidate } from "../routing/fallback-chain";
+import type { ModelAvailability } from "../routing/model-availability";
 
 export interface ProcessorOptions {
   /** Attempts per generation, across providers. @defaultValue 3 */
@@ -25,6 +28,8 @@ export interface ProcessorOptions {
   pollMaxMs: number;
   /** An attempt with no provider job after this long was lost mid-submit. */
   staleMs: number;
+  /** Total time a generation may take across attempts before it fails. @defaultValue 15 min */
+  maxTotalMs: number;
   /** Public base URL providers call back; without it every job is polled. */
   webhookBaseUrl?: string;
   /** With webhooks, a status check still runs this often, in case a webhook is lost. */
@@ -48,6 +53,9 @@ export class GenerationProcessor {
     private readonly providers: ProviderRegistry,
     private readonly outputs: OutputStoreService,
     private readonly callbacks: CallbackService,
+    private readonly breaker: CircuitBreaker,
+    private readonly availability: ModelAvailability,
+    private readonly health: { publish(t: CircuitTransition): Promise<void> },
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
   ) {}
@@ -65,18 +73,30 @@ export class GenerationProcessor {
 
   async submit(generationId: string): Promise<void> {
     const current = await this.repo.findSnapshot(generationId);
-    if (!current) return;
-    const model = this.catalog.get(current.model);
-    const route = model && this.routeFor(model, current.attempts.length);
-    const adapter = route && this.providers.get(route.provider);
-    if (!model || !route || !adapter) {
-      this.logger.error({ generationId, model: current.model }, "no provider configured for model");
+    if (!current || (current.status !== "QUEUED" && current.status !== "PROCESSING")) return;
+    if (Date.now() - Date.parse(current.createdAt) > this.opts.maxTotalMs) {
+      return this.failUnstarted(current, {
+        code: "PROVIDER_UNAVAILABLE",
+        message: `no provider could take the generation within ${this.opts.maxTotalMs / 1000} s`,
+        retryable: true,
+      });
+    }
+    const pick = await this.pickCandidate(current);
+    if ("waitMs" in pick) {
+      // Every provider of the chain is open or paused: come back when the first may be tried.
+      await this.queue.resubmit(generationId, current.priority, pick.waitMs);
+      return;
+    }
+    if ("none" in pick) {
+      this.logger.error({ generationId, model: current.model }, "no provider available for model");
       return this.failUnstarted(current, {
         code: "NO_PROVIDER",
-        message: `no provider is configured for model ${current.model}`,
+        message: `no provider is available for model ${current.model}`,
         retryable: false,
       });
     }
+    const { model, route } = pick.candidate;
+    const adapter = this.providers.get(route.provider)!;
     const started = await this.repo.startAttempt(generationId, adapter.name, model.name);
     if (!started) return;
     await this.publish("STARTED", started.generation);
@@ -247,8 +267,10 @@ export class GenerationProcessor {
     }
     const current = await this.repo.findSnapshot(generationId);
     if (!current) return;
-    const cost = providerCost ?? this.catalogCost(current);
+    const attempt = current.attempts.find((a) => a.number === attemptNumber);
+    const cost = providerCost ?? this.catalogCost(current, attempt?.model);
     const done = await this.repo.succeed(generationId, attemptNumber, stored, cost);
+    if (done && attempt) await this.recordOutcome(attempt, null, null);
     if (done) {
       this.logger.info(
         { generationId, provider: adapter.name, costUsd: cost },
@@ -274,9 +296,24 @@ export class GenerationProcessor {
     }
     const current = await this.repo.findSnapshot(generationId);
     if (!current) return;
-    const final = !error.retryable || current.attempts.length >= this.opts.maxAttempts;
+    const attempt = current.attempts.find((a) => a.number === attemptNumber);
+    // A model the provider does not (or no longer) serve is that pair's problem, not the
+    // request's: skip the pair from now on and fall over to the rest of the chain.
+    const modelGone =
+      error.code === ProviderErrorCode.ModelNotFound || /deprecat/i.test(error.message);
+    if (modelGone && attempt) {
+      const route = this.catalog
+        .get(attempt.model)
+        ?.routes.find((r) => r.provider === attempt.provider);
+      if (route) await this.availability.markUnavailable(route, error.message);
+    }
+    const final =
+      !(error.retryable || modelGone) ||
+      current.attempts.length >= this.opts.maxAttempts ||
+      Date.now() - Date.parse(current.createdAt) > this.opts.maxTotalMs;
     const updated = await this.repo.failAttempt(generationId, attemptNumber, error, final);
     if (!updated) return;
+    if (attempt && !modelGone) await this.recordOutcome(attempt, err, error);
     this.logger.warn(
       { generationId, attempt: attemptNumber, code: error.code, final },
       "attempt failed",
@@ -313,14 +350,59 @@ export class GenerationProcessor {
       );
   }
 
-  /** The model's configured routes in turn: attempt n goes to the next provider. */
-  private routeFor(model: ModelDefinition, attemptsSoFar: number): ProviderRoute | undefined {
-    const routes = model.routes.filter((r) => this.providers.get(r.provider));
-    return routes[attemptsSoFar % Math.max(1, routes.length)];
+  /**
+   * The next place to try: along the fallback chain from where the last attempt left off,
+   * the first pair not marked unavailable whose circuit lets a call through. When circuits
+   * refuse them all, how long until one may.
+   */
+  private async pickCandidate(
+    g: GenerationSnapshot,
+  ): Promise<{ candidate: Candidate } | { waitMs: number } | { none: true }> {
+    const chain = fallbackChain(this.catalog, g.model, g.fallbackModels, (p) =>
+      Boolean(this.providers.get(p)),
+    );
+    let waitMs: number | undefined;
+    for (let i = 0; i < chain.length; i++) {
+      const candidate = chain[(g.attempts.length + i) % chain.length]!;
+      if (await this.availability.isUnavailable(candidate.route)) continue;
+      const decision = await this.breaker.acquire(candidate.route.provider);
+      if (decision.transition) await this.health.publish(decision.transition);
+      if (decision.allowed) return { candidate };
+      waitMs = Math.min(
+        waitMs ?? Infinity,
+        Math.max(100, decision.retryAfterMs ?? this.opts.pollMaxMs),
+      );
+    }
+    return waitMs === undefined ? { none: true } : { waitMs };
   }
 
-  private catalogCost(g: GenerationSnapshot): number {
-    const model = this.catalog.get(g.model);
+  /** Tells the provider's circuit how the attempt went. Bad input is not the provider's fault. */
+  private async recordOutcome(
+    attempt: { provider: string; startedAt: string; error: string | null },
+    err: unknown,
+    error: GenerationErrorInfo | null,
+  ): Promise<void> {
+    const userFault =
+      error?.code === ProviderErrorCode.InvalidInput ||
+      error?.code === ProviderErrorCode.ContentRefused;
+    const transition = await this.breaker
+      .record(attempt.provider, {
+        ok: error === null || userFault,
+        latencyMs: Date.now() - Date.parse(attempt.startedAt),
+        error: error && !userFault ? `${error.code}: ${error.message}` : undefined,
+        rateLimited: error?.code === ProviderErrorCode.RateLimited,
+        retryAfterMs: err instanceof ProviderError ? err.retryAfterMs : undefined,
+      })
+      .catch((e: unknown) => {
+        this.logger.warn({ err: e, provider: attempt.provider }, "circuit breaker unavailable");
+        return null;
+      });
+    if (transition) await this.health.publish(transition);
+  }
+
+  /** Priced as the model that produced it (a fallback model may cost more or less). */
+  private catalogCost(g: GenerationSnapshot, modelName = g.model): number {
+    const model = this.catalog.get(modelName);
     if (!model) return g.estimatedCostUsd;
     return estimateCost(model, {
       width: g.width ?? undefined,

@@ -27,13 +27,14 @@ export class GenerationQueue {
   }
 
   /** Starts the next attempt of a generation whose retry job was lost. */
-  resubmit(generationId: string, priority: Priority): Promise<void> {
+  resubmit(generationId: string, priority: Priority, delayMs = 0): Promise<void> {
     return this.driver.add(
       "submit",
       { generationId },
       {
         jobId: `${generationId}-r${randomBytes(6).toString("base64url")}`,
         priority: PRIORITY_RANK[priority],
+        delayMs,
       },
     );
   }

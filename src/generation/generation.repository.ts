@@ -428,6 +428,15 @@ export class GenerationRepository {
       : null;
   }
 
+  /** Generations waiting in one priority's queue (served by the partial index on unfinished rows). */
+  async countQueued(priority: Priority): Promise<number> {
+    const [row] = (await this.db.query(
+      `SELECT count(*)::int AS n FROM generations WHERE status = 'QUEUED' AND priority = $1`,
+      [priority],
+    )) as Array<{ n: number }>;
+    return row?.n ?? 0;
+  }
+
   /** How many queued generations of the same or higher priority were created before this one. */
   async queuePosition(id: string): Promise<number | null> {
     const [row] = (await this.db.query(

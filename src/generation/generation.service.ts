@@ -1,4 +1,5 @@
 import type { Logger } from "../common/logger";
+import type { AdmissionControl } from "../routing/admission";
 import { ForbiddenError, NotFoundError, BadInputError } from "../common/errors";
 import { generationScope, requireViewer, type Viewer } from "../auth/viewer";
 import { isUuid, validateUserId } from "../auth/auth.service";
@@ -44,6 +45,7 @@ export class GenerationService {
     private readonly catalog: ModelCatalog,
     private readonly providers: ProviderRegistry,
     private readonly callbacks: CallbackGate,
+    private readonly admission: AdmissionControl,
     private readonly logger: Logger,
   ) {}
 
@@ -52,6 +54,7 @@ export class GenerationService {
     const userId = this.userFor(v, input.userId);
     const req = validateGenerateRequest(this.catalog, input, userId);
     if (req.params.callbackUrl) await this.callbacks.check(req.params.callbackUrl);
+    await this.admission.admit(v, req.priority);
     const quote = await this.quote(req.model, req.params, req.priority);
     const { generation, created } = await this.repo.createQueued({
       accountId: v.accountId,

@@ -5,10 +5,11 @@ import { buildSchema } from "type-graphql";
 import { AuthResolver } from "./resolvers/auth.resolver";
 import { CallbackResolver } from "./resolvers/callback.resolver";
 import { GenerationResolver } from "./resolvers/generation.resolver";
+import { ProviderHealthResolver } from "./resolvers/provider-health.resolver";
 
 export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, CallbackResolver, GenerationResolver],
+    resolvers: [AuthResolver, CallbackResolver, GenerationResolver, ProviderHealthResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
     validate: false,
     // Every subscription brings its own `subscribe` (auth, current state first, dedup by

@@ -12,17 +12,23 @@ import { WaveSpeedAdapter } from "./wavespeed";
  * simulated provider is always there: in-process by default, or a `gengate sim-provider`
  * server (spoken to with the Replicate protocol) when SIM_PROVIDER_URL is set.
  */
+/** Names of the simulated providers, in preference order (the catalog routes sim models to them). */
+export const SIMULATED_PROVIDERS = ["simulated", "simulated-2", "simulated-3"] as const;
+
 export function createProviderRegistry(config: Config): ProviderRegistry {
   const adapters: ProviderAdapter[] = [];
   if (config.SIM_PROVIDER_URL) {
-    adapters.push(
-      new ReplicateAdapter({
-        name: "simulated",
-        baseUrl: `${config.SIM_PROVIDER_URL.replace(/\/+$/, "")}/v1`,
-        apiToken: config.SIM_PROVIDER_TOKEN!,
-        webhookSecret: config.SIM_PROVIDER_WEBHOOK_SECRET,
-      }),
-    );
+    // Several servers (comma-separated) are several providers: simulated, simulated-2, ...
+    config.SIM_PROVIDER_URL.split(",").forEach((url, i) => {
+      adapters.push(
+        new ReplicateAdapter({
+          name: SIMULATED_PROVIDERS[i]!,
+          baseUrl: `${url.trim().replace(/\/+$/, "")}/v1`,
+          apiToken: config.SIM_PROVIDER_TOKEN!,
+          webhookSecret: config.SIM_PROVIDER_WEBHOOK_SECRET,
+        }),
+      );
+    });
   } else {
     adapters.push(
       new SimulatedProviderAdapter({

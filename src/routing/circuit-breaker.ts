@@ -58,9 +58,13 @@ export interface CircuitBreakerOptions {
  * any. Left out: retries and fallback (the worker's policy).
  */
 export interface CircuitBreaker {
-  acquire(
-    provider: string,
-  ): Promise<{ allowed: boolean; state: CircuitState; retryAfterMs?: number }>;
+  /** `transition` is set when this call moved the circuit (OPEN to HALF_OPEN, handing out the probe). */
+  acquire(provider: string): Promise<{
+    allowed: boolean;
+    state: CircuitState;
+    retryAfterMs?: number;
+    transition?: CircuitTransition;
+  }>;
   record(provider: string, outcome: CircuitOutcome): Promise<CircuitTransition | null>;
   health(provider: string): Promise<ProviderHealthSnapshot>;
 }

@@ -47,6 +47,9 @@ export async function createTestEnv(): Promise<TestEnv> {
       RECONCILE_INTERVAL_SECONDS: "0.5",
       RECONCILE_STALE_SECONDS: "2",
       QUEUE_LOCK_MS: "2000",
+      // Suites send bursts through one key; the rate-limit tests set their own.
+      RATE_LIMIT_PER_SECOND: "10000",
+      RATE_LIMIT_BURST: "10000",
       SHUTDOWN_TIMEOUT_SECONDS: "10",
       ...overrides,
     }),

@@ -42,7 +42,10 @@ describe("a real provider protocol (Replicate) end to end", () => {
   });
 
   beforeEach(async () => {
-    fake = await FakeReplicate.start();
+    // flux-schnell falls back to flux-dev: the fake serves both.
+    fake = await FakeReplicate.start({
+      models: ["black-forest-labs/flux-schnell", "black-forest-labs/flux-dev"],
+    });
   });
 
   afterEach(async () => {

@@ -1,4 +1,5 @@
 import type { GenerationSnapshot } from "../../generation/generation.events";
+import type { CircuitTransition } from "../../routing/circuit-breaker";
 
 /**
  * Fan-out of live events to every api process. Payloads are plain JSON (dates as ISO strings)
@@ -12,6 +13,8 @@ export enum Topic {
   UserGenerations = "user-generations",
   /** key: account id */
   AccountGenerations = "account-generations",
+  /** key: "all": every circuit transition of every provider */
+  ProviderHealth = "provider-health",
 }
 
 export type GenerationEventType =
@@ -27,6 +30,7 @@ export interface TopicPayloads {
   [Topic.Generation]: GenerationEventPayload;
   [Topic.UserGenerations]: GenerationEventPayload;
   [Topic.AccountGenerations]: GenerationEventPayload;
+  [Topic.ProviderHealth]: CircuitTransition;
 }
 
 export interface Subscription<T> extends AsyncIterableIterator<T> {
