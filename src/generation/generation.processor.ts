@@ -327,7 +327,9 @@ export class GenerationProcessor {
       generationId,
       attemptNumber + 1,
       updated.priority,
-      backoffMs(attemptNumber, err),
+      // A 429's Retry-After pauses that provider (its circuit refuses it until then); the next
+      // attempt may go elsewhere at once, and waits only if every provider is paused.
+      backoffMs(attemptNumber, error.code === ProviderErrorCode.RateLimited ? null : err),
     );
   }
 

@@ -56,6 +56,7 @@ describe("fallback across providers behind shared circuit breakers", () => {
         CIRCUIT_COOLDOWN_SECONDS: "3",
         POLL_MIN_MS: "20",
         POLL_MAX_MS: "100",
+        PROVIDER_TIMEOUT_SECONDS: "1",
       },
     });
     admin = await adminKey(server);
@@ -136,6 +137,45 @@ describe("fallback across providers behind shared circuit breakers", () => {
       "CLOSED",
     ]);
     transitions.stop();
+  });
+
+  it("falls over when the primary takes jobs but never finishes them", async () => {
+    primary.setBehaviour({ latencyMs: 600_000 });
+    try {
+      const g = await finish("primary hangs");
+      expect(g.status).toBe("SUCCEEDED");
+      expect(g.provider).toBe("simulated-2");
+      expect(
+        g.attempts.map((a: { provider: string; error: string | null }) => [
+          a.provider,
+          a.error?.slice(0, 13) ?? null,
+        ]),
+      ).toEqual([
+        ["simulated", "no result fro"],
+        ["simulated-2", null],
+      ]);
+    } finally {
+      primary.setBehaviour({ latencyMs: 150 });
+    }
+  });
+
+  it("honours the primary's 429s without opening its circuit", async () => {
+    primary.setBehaviour({ mode: "rate-limited", retryAfterSeconds: 2 });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const g = await finish(`primary throttled ${i}`);
+        expect(g.status).toBe("SUCCEEDED");
+        expect(g.provider).toBe("simulated-2");
+      }
+      const health = await gql(server.url, HEALTH, {}, admin);
+      const p = health.data!.providerHealth.find(
+        (h: { provider: string }) => h.provider === "simulated",
+      );
+      expect(p.circuit).toBe("CLOSED");
+      expect(p.lastError).toMatch(/RATE_LIMITED/);
+    } finally {
+      primary.setBehaviour({ mode: "normal" });
+    }
   });
 
   it("charges every generation once, whatever it went through", async () => {
