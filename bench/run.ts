@@ -38,7 +38,8 @@ function start(role: string, env: Record<string, string>): Promise<Proc> {
     rl.on("line", (line) => {
       try {
         const msg = JSON.parse(line) as { msg?: string; port?: number };
-        if (msg.msg === "api listening") resolve({ child, port: msg.port });
+        if (msg.msg === "api listening" || msg.msg === "sim-provider listening")
+          resolve({ child, port: msg.port });
         if (msg.msg === "worker consuming" && role === "worker") resolve({ child });
       } catch {
         // not a log line
@@ -187,6 +188,83 @@ async function scenario(name: string, env: Record<string, string>) {
   }
 }
 
+/**
+ * The error rate a client sees when the primary provider fails 30% of its jobs and one healthy
+ * fallback exists: two `gengate sim-provider` processes, gengate on Postgres + Redis.
+ */
+async function fallbackScenario(base: Record<string, string>, pg: string, dataDir: string) {
+  const token = randomBytes(12).toString("hex");
+  const secret = "whsec_" + randomBytes(24).toString("base64");
+  const simEnv = (failureRate: string) => ({
+    SIM_PROVIDER_PORT: "0",
+    HOST: "127.0.0.1",
+    SIM_PROVIDER_TOKEN: token,
+    SIM_PROVIDER_WEBHOOK_SECRET: secret,
+    SIM_LATENCY_MS: "200",
+    SIM_LATENCY_JITTER: "0.5",
+    SIM_PROGRESS_STEPS: "1",
+    SIM_FAILURE_RATE: failureRate,
+  });
+  const primary = await start("sim-provider", simEnv("0.3"));
+  const fallback = await start("sim-provider", simEnv("0"));
+  const env = {
+    ...base,
+    DATABASE_URL: pg,
+    REDIS_URL,
+    REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
+    DATA_DIR: dataDir,
+    SIM_PROVIDER_URL: `http://127.0.0.1:${primary.port},http://127.0.0.1:${fallback.port}`,
+    SIM_PROVIDER_TOKEN: token,
+    SIM_PROVIDER_WEBHOOK_SECRET: secret,
+  };
+  const key = await run(["create-key", "--role", "admin"], env);
+  const api = await start("all", env);
+  const url = `http://127.0.0.1:${api.port}`;
+  try {
+    const partner = (
+      await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)
+    ).createAccount.apiKey.key as string;
+    const n = Number(process.env.BENCH_FALLBACK_GENERATIONS ?? 300);
+    const outcomes = await pool(n, 8, async (i) => {
+      // Distinct prompts: the simulated provider decides failure per prompt and seed.
+      const { generate: g } = await gql(url, partner, GENERATE, {
+        input: {
+          userId: `u${i % 20}`,
+          mediaType: "IMAGE",
+          prompt: `fallback ${i}`,
+          width: 64,
+          height: 64,
+        },
+      });
+      // The error rate is the measure here, not latency: reading the state is enough.
+      for (;;) {
+        const { generation } = await gql(
+          url,
+          partner,
+          `query($id: ID!) { generation(id: $id) { status attempts { number } } }`,
+          { id: g.id },
+        );
+        if (generation.status === "SUCCEEDED" || generation.status === "FAILED") {
+          return {
+            status: generation.status as string,
+            attempts: generation.attempts.length as number,
+          };
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    });
+    const failed = outcomes.filter((o) => o.status === "FAILED").length;
+    const retried = outcomes.filter((o) => o.attempts > 1).length;
+    console.log(
+      `${"fallback (primary 30% failing)".padEnd(22)} ${n} generations: client error rate ${round((100 * failed) / n)}% (${failed} failed), ${round((100 * retried) / n)}% needed a second attempt`,
+    );
+  } finally {
+    await stop(api);
+    await stop(primary);
+    await stop(fallback);
+  }
+}
+
 async function main() {
   const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
   const base = {
@@ -218,6 +296,22 @@ async function main() {
         REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
         DATA_DIR: dataDir,
       });
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
+      await admin.end();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
+  if (!only || only === "fallback") {
+    const db = `gengate_bench_${randomBytes(4).toString("hex")}`;
+    const admin = new PgClient({ connectionString: PG_ADMIN });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE "${db}"`);
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
+    try {
+      const u = new URL(PG_ADMIN);
+      u.pathname = `/${db}`;
+      await fallbackScenario(base, u.toString(), dataDir);
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
       await admin.end();
