@@ -265,6 +265,24 @@ async function fallbackScenario(base: Record<string, string>, pg: string, dataDi
   }
 }
 
+/** A fresh Postgres database and data folder for one scenario, dropped afterwards. */
+async function withDatabase(run: (url: string, dataDir: string) => Promise<void>): Promise<void> {
+  const db = `gengate_bench_${randomBytes(4).toString("hex")}`;
+  const admin = new PgClient({ connectionString: PG_ADMIN });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${db}"`);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
+  try {
+    const u = new URL(PG_ADMIN);
+    u.pathname = `/${db}`;
+    await run(u.toString(), dataDir);
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
+    await admin.end();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
   const base = {
@@ -281,42 +299,18 @@ async function main() {
     `node ${process.version}, ${os.cpus().length} cores, ${REQUESTS} generate requests per scenario`,
   );
   if (!only || only === "pg") {
-    const db = `gengate_bench_${randomBytes(4).toString("hex")}`;
-    const admin = new PgClient({ connectionString: PG_ADMIN });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE "${db}"`);
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
-    try {
-      const u = new URL(PG_ADMIN);
-      u.pathname = `/${db}`;
-      await scenario("postgres + redis", {
+    await withDatabase((url, dataDir) =>
+      scenario("postgres + redis", {
         ...base,
-        DATABASE_URL: u.toString(),
+        DATABASE_URL: url,
         REDIS_URL,
         REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
         DATA_DIR: dataDir,
-      });
-    } finally {
-      await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
-      await admin.end();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    }
+      }),
+    );
   }
   if (!only || only === "fallback") {
-    const db = `gengate_bench_${randomBytes(4).toString("hex")}`;
-    const admin = new PgClient({ connectionString: PG_ADMIN });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE "${db}"`);
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
-    try {
-      const u = new URL(PG_ADMIN);
-      u.pathname = `/${db}`;
-      await fallbackScenario(base, u.toString(), dataDir);
-    } finally {
-      await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
-      await admin.end();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    }
+    await withDatabase((url, dataDir) => fallbackScenario(base, url, dataDir));
   }
   if (!only || only === "embedded") {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
