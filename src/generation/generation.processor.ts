@@ -6,6 +6,9 @@ import type { Job } from "../infra/queue/queue.driver";
 import {
   ProviderError,
   ProviderErrorCode,
+  clampProgress,
+  isFinished,
+  type FinishedJobState,
   type ProviderAdapter,
   type ProviderJobState,
   type ProviderOutput,
@@ -35,8 +38,6 @@ export interface ProcessorOptions {
   /** With webhooks, a status check still runs this often, in case a webhook is lost. */
   webhookBackstopMs: number;
 }
-
-type Finished = Exclude<ProviderJobState, { status: "queued" | "processing" }>;
 
 /**
  * The worker side of the lifecycle. Each job is one short step (submit, or one status check)
@@ -215,7 +216,7 @@ export class GenerationProcessor {
       const moved = await this.repo.touchProgress(
         generationId,
         attemptNumber,
-        clamp01(state.progress ?? 0),
+        clampProgress(state.progress),
       );
       if (moved) await this.publish("PROGRESS", moved);
       return schedule(state.pollAfterMs);
@@ -228,7 +229,7 @@ export class GenerationProcessor {
     attemptNumber: number,
     adapter: ProviderAdapter,
     mediaType: MediaType,
-    state: Finished,
+    state: FinishedJobState,
   ): Promise<void> {
     switch (state.status) {
       case "succeeded":
@@ -452,12 +453,4 @@ export function pollDelayMs(
   maxMs: number,
 ): number {
   return Math.min(maxMs, Math.max(minMs, hint ?? elapsedMs / 5));
-}
-
-function isFinished(state: ProviderJobState): state is Finished {
-  return state.status !== "queued" && state.status !== "processing";
-}
-
-function clamp01(v: number): number {
-  return Math.max(0, Math.min(1, v));
 }

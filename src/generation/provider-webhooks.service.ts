@@ -2,6 +2,7 @@ import type { Logger } from "../common/logger";
 import type { KeyValueStore } from "../infra/kv/key-value";
 import {
   ProviderError,
+  clampProgress,
   WebhookVerificationError,
   type ProviderRegistry,
   type WebhookEvent,
@@ -69,7 +70,7 @@ export class ProviderWebhookService {
     if (!found || found.attempt.status !== "RUNNING") return "ignored";
     const { generationId, number } = found.attempt;
     if (event.state.status === "queued" || event.state.status === "processing") {
-      const progress = Math.max(0, Math.min(1, event.state.progress ?? 0));
+      const progress = clampProgress(event.state.progress);
       const moved = await this.repo.touchProgress(generationId, number, progress);
       if (moved) await this.events.publish("PROGRESS", moved);
       return "applied";

@@ -43,6 +43,18 @@ export type ProviderJobState =
   | { status: "failed"; error: ProviderError }
   | { status: "canceled" };
 
+/** A state the provider will not move out of. */
+export type FinishedJobState = Exclude<ProviderJobState, { status: "queued" | "processing" }>;
+
+export function isFinished(state: ProviderJobState): state is FinishedJobState {
+  return state.status !== "queued" && state.status !== "processing";
+}
+
+/** Progress as gengate stores it: 0..1 whatever a provider reported. */
+export function clampProgress(progress: number | undefined): number {
+  return Math.max(0, Math.min(1, progress ?? 0));
+}
+
 export interface SubmitResult {
   providerJobId: string;
   pollAfterMs?: number;

@@ -57,10 +57,6 @@ export class BullMqDriver implements QueueDriver {
     }
   }
 
-  async waitingCount(): Promise<number> {
-    return this.queue.getJobCountByTypes("waiting", "prioritized");
-  }
-
   consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer {
     const worker = new Worker<JobData, void, JobName>(
       this.opts.queueName,

@@ -61,10 +61,6 @@ export class InProcessQueueDriver implements QueueDriver {
     if (i >= 0) this.waiting.splice(i, 1);
   }
 
-  async waitingCount(): Promise<number> {
-    return this.waiting.length;
-  }
-
   consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer {
     const consumer = new InProcessConsumer(this, handler, opts.concurrency, this.logger);
     this.consumers.add(consumer);

@@ -49,8 +49,6 @@ export interface QueueDriver {
   has(jobId: string): Promise<boolean>;
   /** Removes a waiting or delayed job; an active one is left to finish. */
   remove(jobId: string): Promise<void>;
-  /** Number of jobs waiting (not delayed, not active), per priority value. */
-  waitingCount(): Promise<number>;
   consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer;
   close(): Promise<void>;
 }

@@ -19,6 +19,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import {
   ProviderError,
+  isFinished,
   ProviderErrorCode,
   WebhookVerificationError,
   type ProviderAdapter,
@@ -130,7 +131,7 @@ export class WaveSpeedAdapter implements ProviderAdapter {
       providerJobId: prediction.id,
       pollAfterMs: POLL_AFTER_MS,
       // Only a finished prediction is worth handing over; a queued one is polled as usual.
-      state: isTerminal(state) ? state : undefined,
+      state: isFinished(state) ? state : undefined,
     };
   }
 
@@ -343,8 +344,4 @@ function toOutput(url: string): ProviderOutput {
     // Not a URL we can parse: leave the type to whoever downloads it.
     return { url };
   }
-}
-
-function isTerminal(state: ProviderJobState): boolean {
-  return state.status !== "queued" && state.status !== "processing";
 }
