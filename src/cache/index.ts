@@ -1,0 +1,2 @@
+export { type Embedder, EmbedderError, normalizeL2 } from "./embedder";
+export { LexicalEmbedder, type LexicalEmbedderOptions, tokenize } from "./lexical.embedder";
