@@ -24,6 +24,17 @@ export interface GenerationErrorInfo {
   retryable: boolean;
 }
 
+export type CacheHitKind = "EXACT" | "SEMANTIC" | "INFLIGHT";
+
+/** How a generation was served without paying a provider. */
+export interface CacheHitInfo {
+  kind: CacheHitKind;
+  /** Cosine similarity of the prompts, for a SEMANTIC hit. */
+  similarity?: number;
+  sourceGenerationId: string;
+  originalPrompt: string;
+}
+
 /** Request parameters that do not need their own column. */
 export interface GenerationParams {
   width?: number;
@@ -117,6 +128,21 @@ export class GenerationEntity {
 
   @Column("jsonb", { nullable: true })
   error: GenerationErrorInfo | null;
+
+  /** The exact-cache key under which this paid result may be reused; null when it may not. */
+  @Column("text", { name: "cache_key", nullable: true })
+  cacheKey: string | null;
+
+  /** Set on a DEFAULT-mode generation: identical requests attach to it while it runs. */
+  @Column("text", { name: "inflight_key", nullable: true })
+  inflightKey: string | null;
+
+  /** On a generation attached to an identical running one: that generation's id. */
+  @Column("uuid", { name: "inflight_of", nullable: true })
+  inflightOf: string | null;
+
+  @Column("jsonb", { name: "cache_hit", nullable: true })
+  cacheHit: CacheHitInfo | null;
 
   @Column("text", { name: "idempotency_key", nullable: true })
   idempotencyKey: string | null;

@@ -39,6 +39,9 @@ export class UsageRecordEntity {
   @Column("boolean", { default: false })
   cached: boolean;
 
+  @Column("text", { name: "cache_hit_kind", nullable: true })
+  cacheHitKind: "EXACT" | "SEMANTIC" | "INFLIGHT" | null;
+
   @Column("numeric", { name: "saved_usd", precision: 14, scale: 6, default: 0, transformer: usd })
   savedUsd: number;
 

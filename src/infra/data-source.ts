@@ -7,11 +7,13 @@ import { lockDataDir } from "./data-dir-lock";
 import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
 import { Callbacks1764290000000 } from "../../migrations/1764290000000-callbacks";
 import { ProviderWebhooks1764290000001 } from "../../migrations/1764290000001-provider-webhooks";
+import { Cache1764300000000 } from "../../migrations/1764300000000-cache";
 
 export const MIGRATIONS = [
   Initial1764280000000,
   Callbacks1764290000000,
   ProviderWebhooks1764290000001,
+  Cache1764300000000,
 ];
 
 export interface DatabaseOptions {
@@ -52,7 +54,8 @@ async function openEmbedded(dataDir: string): Promise<Database> {
   // PGlite is ESM-only behind its conditional exports; a dynamic import keeps this file CommonJS.
   const { PGlite } = await import("@electric-sql/pglite");
   const { createPgConfig } = await import("@electric-sql/pglite/node-postgres");
-  const pglite = await PGlite.create(dir);
+  const { vector } = await import("@electric-sql/pglite-pgvector");
+  const pglite = await PGlite.create(dir, { extensions: { vector } });
   const pgConfig = createPgConfig(pglite);
   const dataSource = new DataSource({
     type: "postgres",

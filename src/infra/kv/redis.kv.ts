@@ -12,12 +12,16 @@ export class RedisKeyValueStore implements KeyValueStore {
     return (await this.redis.set(this.k(key), value, "PX", ttlMs, "NX")) === "OK";
   }
 
+  async set(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.redis.set(this.k(key), value, "PX", ttlMs);
+  }
+
   get(key: string): Promise<string | null> {
     return this.redis.get(this.k(key));
   }
 
-  async delete(key: string): Promise<void> {
-    await this.redis.del(this.k(key));
+  async delete(...keys: string[]): Promise<void> {
+    if (keys.length > 0) await this.redis.del(...keys.map((k) => this.k(k)));
   }
 
   private k(key: string): string {
