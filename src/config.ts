@@ -110,6 +110,24 @@ const schema = z.object({
   S3_ACCESS_KEY_ID: z.string().optional(),
   S3_SECRET_ACCESS_KEY: z.string().optional(),
   S3_PREFIX: z.string().default(""),
+  /** How long a paid result answers identical and similar requests (24 h). */
+  CACHE_TTL_SECONDS: intFrom(1, 365 * 86400).default(86400),
+  /** Semantic matching of similar prompts (accounts may still opt out). */
+  SEMANTIC_CACHE: bool.default("true"),
+  /** Cosine similarity at or above which a similar prompt is served from the cache. */
+  SEMANTIC_CACHE_THRESHOLD: z.coerce.number().gt(0).max(1).default(0.85),
+  /**
+   * An OpenAI-compatible embeddings API (OpenAI, Ollama, vLLM, TEI) for the semantic cache;
+   * unset means the local lexical embedding, which needs no network.
+   */
+  EMBEDDINGS_URL: optionalUrl(["http", "https"]),
+  EMBEDDINGS_MODEL: z.string().min(1).default("text-embedding-3-small"),
+  EMBEDDINGS_API_KEY: z.string().optional(),
+  /** Vector size the model returns (pgvector's HNSW index takes at most 2000). */
+  EMBEDDINGS_DIMENSIONS: intFrom(1, 2000).default(1536),
+  /** Ask the server for EMBEDDINGS_DIMENSIONS (models trained to shorten, e.g. OpenAI's v3). */
+  EMBEDDINGS_REQUEST_DIMENSIONS: bool.default("false"),
+  EMBEDDINGS_TIMEOUT_MS: intFrom(50, 60000).default(2000),
   /** Tests only: let callbacks reach private and loopback addresses. */
   CALLBACKS_ALLOW_PRIVATE: bool.default("false"),
   SIM_LATENCY_MS: intFrom(0, 600000).default(3000),

@@ -49,6 +49,13 @@ import { LocalObjectStore, OutputUrlSigner, type ObjectStore } from "../storage/
 import { S3ObjectStore } from "../storage/s3-object-store";
 import { embeddedSecret } from "./secret";
 import type { Services } from "./services";
+import { CacheAdminService } from "../cache/cache-admin.service";
+import { CacheService } from "../cache/cache.service";
+import { createEmbedder } from "../cache/embedder.factory";
+import { SemanticCacheRepository } from "../cache/semantic-cache.repository";
+import { UsageRepository } from "../cost/usage.repository";
+import { UsageService } from "../cost/usage.service";
+import { Metrics } from "../observability";
 
 export interface AppRoles {
   api: boolean;
@@ -62,6 +69,7 @@ export interface App {
   services: Services;
   db: Database;
   objects: ObjectStore;
+  metrics: Metrics;
   queue: QueueDriver;
   reconciler: Reconciler;
   webhooks: ProviderWebhookService;
@@ -183,6 +191,23 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     },
     notify: (g, event) => callbacks.notify(g, event),
   };
+  const metrics = new Metrics({
+    onCollectionErrors: (errors) => logger.warn({ errors }, "metrics collection reported errors"),
+  });
+  const embedder = createEmbedder(config);
+  const semanticRepo = new SemanticCacheRepository(db.dataSource);
+  if (config.SEMANTIC_CACHE) await semanticRepo.ensureIndex(embedder.id, embedder.dimensions);
+  const cache = new CacheService(
+    kv,
+    config.SEMANTIC_CACHE ? { repo: semanticRepo, embedder } : null,
+    {
+      ttlMs: config.CACHE_TTL_SECONDS * 1000,
+      semanticThreshold: config.SEMANTIC_CACHE_THRESHOLD,
+      semanticEnabled: config.SEMANTIC_CACHE,
+    },
+    logger.child({ component: "cache" }),
+    metrics,
+  );
   const generations = new GenerationService(
     repo,
     generationQueue,
@@ -193,6 +218,8 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     new AdmissionControl(limiter, (priority) => repo.countQueued(priority), {
       maxQueuedPerPriority: config.MAX_QUEUED_PER_PRIORITY,
     }),
+    cache,
+    metrics,
     logger,
   );
   const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
@@ -230,6 +257,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       breaker,
       new ModelAvailability(kv),
       providerHealth,
+      cache,
       {
         maxAttempts: config.MAX_ATTEMPTS,
         maxTotalMs: config.MAX_GENERATION_SECONDS * 1000,
@@ -261,9 +289,12 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       outputUrl,
       callbacks: new CallbackSecretsService(callbacks),
       providerHealth,
+      usage: new UsageService(new UsageRepository(db.dataSource)),
+      cacheAdmin: new CacheAdminService(db.dataSource, repo, cache),
     },
     db,
     objects,
+    metrics,
     queue,
     reconciler,
     webhooks,
@@ -294,6 +325,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
         await db.close();
         objects.close?.();
+        await metrics.shutdown();
       })();
       return stopped;
     },

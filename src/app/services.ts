@@ -1,3 +1,5 @@
+import type { CacheAdminService } from "../cache/cache-admin.service";
+import type { UsageService } from "../cost/usage.service";
 import type { AuthService } from "../auth/auth.service";
 import type { CallbackSecretsService } from "../callbacks";
 import type { ProviderHealthService } from "../routing/provider-health.service";
@@ -15,6 +17,8 @@ export interface Services {
   urlSigner: OutputUrlSigner;
   callbacks: CallbackSecretsService;
   providerHealth: ProviderHealthService;
+  usage: UsageService;
+  cacheAdmin: CacheAdminService;
   /** A fresh, expiring link to a stored output: presigned by S3, or signed for /files/. */
   outputUrl(key: string): Promise<string>;
 }

@@ -1,5 +1,6 @@
 import type {
   AttemptEntity,
+  CacheHitInfo,
   GenerationEntity,
   GenerationErrorInfo,
   GenerationStatus,
@@ -48,6 +49,11 @@ export interface GenerationSnapshot {
   costUsd: number | null;
   estimatedSeconds: number | null;
   cached: boolean;
+  cacheHit: CacheHitInfo | null;
+  /** DEFAULT, BYPASS or REFRESH, as asked. */
+  cacheMode: string;
+  /** For a generation attached to an identical running one: that generation. */
+  inflightOf: string | null;
   error: GenerationErrorInfo | null;
   attempts: AttemptSnapshot[];
   metadata: unknown;
@@ -82,6 +88,9 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
     costUsd: g.costUsd,
     estimatedSeconds: g.estimatedSeconds,
     cached: g.cached,
+    cacheHit: g.cacheHit,
+    cacheMode: g.params.cacheMode ?? "DEFAULT",
+    inflightOf: g.inflightOf,
     error: g.error,
     metadata: g.params.metadata ?? null,
     attempts: attempts

@@ -16,11 +16,13 @@ import {
 } from "../providers";
 import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerationQueue } from "./generation.queue";
-import type { GenerationRepository } from "./generation.repository";
+import type { Finished, GenerationRepository } from "./generation.repository";
 import type { OutputStoreService } from "./output-store.service";
 import type { CallbackService } from "../callbacks";
 import type { CircuitBreaker, CircuitTransition } from "../routing/circuit-breaker";
 import { fallbackChain, type Candidate } from "../routing/fallback-chain";
+import { exactCacheKey } from "../cache/cache-key";
+import type { CacheableResult } from "../cache/cache.service";
 import type { ModelAvailability } from "../routing/model-availability";
 
 export interface ProcessorOptions {
@@ -57,6 +59,8 @@ export class GenerationProcessor {
     private readonly breaker: CircuitBreaker,
     private readonly availability: ModelAvailability,
     private readonly health: { publish(t: CircuitTransition): Promise<void> },
+    /** Where paid results are remembered for identical and similar requests. */
+    private readonly cache: { remember(result: CacheableResult): Promise<void> },
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
   ) {}
@@ -75,6 +79,8 @@ export class GenerationProcessor {
   async submit(generationId: string): Promise<void> {
     const current = await this.repo.findSnapshot(generationId);
     if (!current || (current.status !== "QUEUED" && current.status !== "PROCESSING")) return;
+    // Attached to an identical running generation: that one's result completes it.
+    if (current.inflightOf) return;
     if (Date.now() - Date.parse(current.createdAt) > this.opts.maxTotalMs) {
       return this.failUnstarted(current, {
         code: "PROVIDER_UNAVAILABLE",
@@ -270,15 +276,27 @@ export class GenerationProcessor {
     if (!current) return;
     const attempt = current.attempts.find((a) => a.number === attemptNumber);
     const cost = providerCost ?? this.catalogCost(current, attempt?.model);
-    const done = await this.repo.succeed(generationId, attemptNumber, stored, cost);
-    if (done && attempt) await this.recordOutcome(attempt, null, null);
-    if (done) {
-      this.logger.info(
-        { generationId, provider: adapter.name, costUsd: cost },
-        "generation succeeded",
-      );
-      await this.publish("SUCCEEDED", done);
-      await this.notify(done, "SUCCEEDED");
+    // Keyed by the model that produced it: after a fallback, that is not the one asked for.
+    const produced = { ...current, model: attempt?.model ?? current.model };
+    const cacheKey = current.cacheMode === "BYPASS" ? null : exactCacheKey(produced);
+    const finished = await this.repo.succeed(generationId, attemptNumber, stored, cost, cacheKey);
+    if (!finished) return;
+    if (attempt) await this.recordOutcome(attempt, null, null);
+    const done = finished.generation;
+    this.logger.info(
+      { generationId, provider: adapter.name, costUsd: cost, attached: finished.followers.length },
+      "generation succeeded",
+    );
+    if (cacheKey) {
+      await this.cache
+        .remember({ ...produced, generationId, cacheKey, completedAt: done.completedAt! })
+        .catch((err: unknown) =>
+          this.logger.warn({ err, generationId }, "result not stored in the cache"),
+        );
+    }
+    for (const g of [done, ...finished.followers]) {
+      await this.publish("SUCCEEDED", g);
+      await this.notify(g, "SUCCEEDED");
     }
   }
 
@@ -312,17 +330,15 @@ export class GenerationProcessor {
       !(error.retryable || modelGone) ||
       current.attempts.length >= this.opts.maxAttempts ||
       Date.now() - Date.parse(current.createdAt) > this.opts.maxTotalMs;
-    const updated = await this.repo.failAttempt(generationId, attemptNumber, error, final);
-    if (!updated) return;
+    const finished = await this.repo.failAttempt(generationId, attemptNumber, error, final);
+    if (!finished) return;
+    const updated = finished.generation;
     if (attempt && !modelGone) await this.recordOutcome(attempt, err, error);
     this.logger.warn(
       { generationId, attempt: attemptNumber, code: error.code, final },
       "attempt failed",
     );
-    if (final) {
-      await this.publish("FAILED", updated);
-      return this.notify(updated, "FAILED");
-    }
+    if (final) return this.failed(finished);
     await this.publish("ATTEMPT_FAILED", updated);
     await this.queue.retry(
       generationId,
@@ -339,9 +355,14 @@ export class GenerationProcessor {
     const started = await this.repo.startAttempt(g.id, "none", g.model);
     if (!started) return;
     const failed = await this.repo.failAttempt(g.id, started.attempt, error, true);
-    if (!failed) return;
-    await this.publish("FAILED", failed);
-    await this.notify(failed, "FAILED");
+    if (failed) await this.failed(failed);
+  }
+
+  private async failed(finished: Finished): Promise<void> {
+    for (const g of [finished.generation, ...finished.followers]) {
+      await this.publish("FAILED", g);
+      await this.notify(g, "FAILED");
+    }
   }
 
   /** The user's callback, when one was given; its delivery is a job of its own. */

@@ -3,6 +3,7 @@ import {
   AttemptEntity,
   GenerationEntity,
   UsageRecordEntity,
+  type CacheHitInfo,
   type GenerationErrorInfo,
   type GenerationParams,
   type MediaType,
@@ -32,6 +33,30 @@ export interface NewGeneration {
   estimatedSeconds: number | null;
   idempotencyKey: string | null;
   requestHash: string;
+  /** The exact-cache key the result will be stored under; null for BYPASS. */
+  cacheKey: string | null;
+  /** Set (to the cache key) when identical running requests may be joined. */
+  inflightKey: string | null;
+}
+
+/** How `createQueued` answered: a new generation to run, one attached to an identical running one, or a result served from Postgres. */
+export type CreateOutcome =
+  | { generation: GenerationSnapshot; created: false }
+  | { generation: GenerationSnapshot; created: true; served: "QUEUED" | "INFLIGHT" | "EXACT" };
+
+/** A generation that finished, with the identical requests that were attached to it. */
+export interface Finished {
+  generation: GenerationSnapshot;
+  followers: GenerationSnapshot[];
+}
+
+/** The earlier result a cached generation copies. */
+interface CacheSource {
+  id: string;
+  prompt: string;
+  provider: string | null;
+  outputs: StoredOutput[];
+  cost_usd: string | null;
 }
 
 export interface ListFilter {
@@ -98,10 +123,75 @@ export class GenerationRepository {
   /**
    * Stores a new QUEUED generation, or returns the one already stored under the same
    * idempotency key (`created: false`). The key with other parameters is a conflict.
+   *
+   * With an in-flight key, an identical request still running is joined instead (the new
+   * generation waits for it and pays nothing), and one that just finished is served from
+   * Postgres. Racing identical requests are settled by the unique index on unfinished
+   * in-flight keys: the loser retries and joins the winner.
    */
-  async createQueued(
+  async createQueued(input: NewGeneration, cacheTtlMs: number): Promise<CreateOutcome> {
+    for (let round = 1; ; round++) {
+      try {
+        return await this.db.transaction(async (m): Promise<CreateOutcome> => {
+          const endUserId = await this.upsertEndUser(m, input.accountId, input.userId);
+          if (input.idempotencyKey) {
+            const existing = await this.findByIdempotencyKey(
+              m,
+              input.accountId,
+              input.idempotencyKey,
+              input.requestHash,
+            );
+            if (existing) return { generation: existing, created: false };
+          }
+          if (input.inflightKey) {
+            const joined = await this.joinIdentical(m, input, endUserId, cacheTtlMs);
+            if (joined) return joined;
+          }
+          const g = m.getRepository(GenerationEntity).create({
+            ...input,
+            endUserId,
+            status: "QUEUED",
+            progress: 0,
+            outputs: [],
+            cached: false,
+            cacheHit: null,
+            inflightOf: null,
+            version: 1,
+          });
+          // `save` reads back id, defaults and timestamps through RETURNING: no second query.
+          const saved = await m.getRepository(GenerationEntity).save(g);
+          return { generation: toSnapshot(saved, []), created: true, served: "QUEUED" };
+        });
+      } catch (err) {
+        const e = err as { code?: string; constraint?: string };
+        if (e.code !== UNIQUE_VIOLATION) throw err;
+        // An identical request became the running one first: join it on the next round.
+        if (e.constraint === "generations_inflight_key" && round < 5) continue;
+        // Two requests with the same idempotency key raced; the loser answers with the winner's.
+        if (input.idempotencyKey) {
+          const existing = await this.findByIdempotencyKey(
+            this.db.manager,
+            input.accountId,
+            input.idempotencyKey,
+            input.requestHash,
+          );
+          if (existing) return { generation: existing, created: false };
+        }
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Stores a generation served from an earlier result (exact or semantic hit): SUCCEEDED at
+   * once, cost 0, with a usage row marked cached. Null when the source may no longer be
+   * served (purged, expired, gone): the caller treats that as a miss.
+   */
+  async createCached(
     input: NewGeneration,
-  ): Promise<{ generation: GenerationSnapshot; created: boolean }> {
+    hit: Omit<CacheHitInfo, "originalPrompt">,
+    cacheTtlMs: number,
+  ): Promise<{ generation: GenerationSnapshot; created: boolean; savedUsd: number } | null> {
     try {
       return await this.db.transaction(async (m) => {
         const endUserId = await this.upsertEndUser(m, input.accountId, input.userId);
@@ -112,23 +202,23 @@ export class GenerationRepository {
             input.idempotencyKey,
             input.requestHash,
           );
-          if (existing) return { generation: existing, created: false };
+          if (existing) return { generation: existing, created: false, savedUsd: 0 };
         }
-        const g = m.getRepository(GenerationEntity).create({
-          ...input,
-          endUserId,
-          status: "QUEUED",
-          progress: 0,
-          outputs: [],
-          cached: false,
-          version: 1,
+        const [source] = (await m.query(
+          `SELECT id, prompt, provider, outputs, cost_usd FROM generations
+            WHERE id = $1 AND status = 'SUCCEEDED' AND cache_key IS NOT NULL
+              AND completed_at > now() - make_interval(secs => $2)
+            FOR SHARE`,
+          [hit.sourceGenerationId, cacheTtlMs / 1000],
+        )) as CacheSource[];
+        if (!source) return null;
+        const generation = await this.insertServed(m, input, endUserId, source, {
+          ...hit,
+          originalPrompt: source.prompt,
         });
-        // `save` reads back id, defaults and timestamps through RETURNING: no second query.
-        const saved = await m.getRepository(GenerationEntity).save(g);
-        return { generation: toSnapshot(saved, []), created: true };
+        return { generation, created: true, savedUsd: Number(source.cost_usd ?? 0) };
       });
     } catch (err) {
-      // Two requests with the same key raced; the loser answers with the winner's generation.
       if (input.idempotencyKey && (err as { code?: string }).code === UNIQUE_VIOLATION) {
         const existing = await this.findByIdempotencyKey(
           this.db.manager,
@@ -136,10 +226,127 @@ export class GenerationRepository {
           input.idempotencyKey,
           input.requestHash,
         );
-        if (existing) return { generation: existing, created: false };
+        if (existing) return { generation: existing, created: false, savedUsd: 0 };
       }
       throw err;
     }
+  }
+
+  /** The exact cache keys of results that may no longer be served, after a purge. */
+  async purgeCacheable(filter: { model?: string; generationId?: string }): Promise<string[]> {
+    const rows = (await this.db.query(
+      `UPDATE generations SET cache_key = NULL
+        WHERE cache_key IS NOT NULL
+          AND ($1::text IS NULL OR model = $1) AND ($2::uuid IS NULL OR id = $2)
+        RETURNING cache_key`,
+      [filter.model ?? null, filter.generationId ?? null],
+    )) as [Array<{ cache_key: string }>, number];
+    return [...new Set(rows[0].map((r) => r.cache_key))];
+  }
+
+  /** The earliest unfinished result for this in-flight key, or a fresh finished one. */
+  private async joinIdentical(
+    m: EntityManager,
+    input: NewGeneration,
+    endUserId: string,
+    cacheTtlMs: number,
+  ): Promise<CreateOutcome | null> {
+    // The share lock holds the running generation's finishing transaction back until this
+    // one commits, so that transaction sees (and completes) the generation attached here.
+    const [running] = (await m.query(
+      `SELECT id, prompt FROM generations
+        WHERE inflight_key = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
+        FOR SHARE`,
+      [input.inflightKey],
+    )) as Array<{ id: string; prompt: string }>;
+    if (!running) {
+      // A result Redis does not know (yet, or any more): served like an exact hit.
+      const [done] = (await m.query(
+        `SELECT id, prompt, provider, outputs, cost_usd FROM generations
+            WHERE cache_key = $1 AND status = 'SUCCEEDED'
+              AND completed_at > now() - make_interval(secs => $2)
+            ORDER BY completed_at DESC LIMIT 1`,
+        [input.inflightKey, cacheTtlMs / 1000],
+      )) as CacheSource[];
+      if (done) {
+        const generation = await this.insertServed(m, input, endUserId, done, {
+          kind: "EXACT",
+          sourceGenerationId: done.id,
+          originalPrompt: done.prompt,
+        });
+        return { generation, created: true, served: "EXACT" };
+      }
+      return null;
+    }
+    const g = m.getRepository(GenerationEntity).create({
+      ...input,
+      cacheKey: null,
+      inflightKey: null,
+      inflightOf: running.id,
+      endUserId,
+      status: "QUEUED",
+      progress: 0,
+      outputs: [],
+      cached: true,
+      cacheHit: {
+        kind: "INFLIGHT",
+        sourceGenerationId: running.id,
+        originalPrompt: running.prompt,
+      },
+      version: 1,
+    });
+    const saved = await m.getRepository(GenerationEntity).save(g);
+    return { generation: toSnapshot(saved, []), created: true, served: "INFLIGHT" };
+  }
+
+  private async insertServed(
+    m: EntityManager,
+    input: NewGeneration,
+    endUserId: string,
+    source: CacheSource,
+    hit: CacheHitInfo,
+  ): Promise<GenerationSnapshot> {
+    const now = new Date();
+    const g = m.getRepository(GenerationEntity).create({
+      ...input,
+      cacheKey: null,
+      inflightKey: null,
+      inflightOf: null,
+      endUserId,
+      status: "SUCCEEDED",
+      progress: 1,
+      provider: source.provider,
+      outputs: source.outputs,
+      costUsd: 0,
+      estimatedCostUsd: 0,
+      estimatedSeconds: 0,
+      cached: true,
+      cacheHit: hit,
+      version: 1,
+      startedAt: now,
+      completedAt: now,
+    });
+    const saved = await m.getRepository(GenerationEntity).save(g);
+    await m
+      .createQueryBuilder()
+      .insert()
+      .into(UsageRecordEntity)
+      .values({
+        accountId: saved.accountId,
+        endUserId,
+        userId: saved.userId,
+        generationId: saved.id,
+        model: saved.model,
+        provider: source.provider,
+        mediaType: saved.mediaType,
+        costUsd: 0,
+        cached: true,
+        cacheHitKind: hit.kind,
+        savedUsd: Number(source.cost_usd ?? 0),
+        durationMs: 0,
+      })
+      .execute();
+    return toSnapshot(saved, []);
   }
 
   /**
@@ -268,7 +475,9 @@ export class GenerationRepository {
     attempt: number,
     outputs: StoredOutput[],
     costUsd: number,
-  ): Promise<GenerationSnapshot | null> {
+    /** The exact-cache key of what was produced (the attempt's model); null when not to be reused. */
+    cacheKey: string | null,
+  ): Promise<Finished | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
       if (!locked) return null;
@@ -280,9 +489,9 @@ export class GenerationRepository {
       await m.query(
         `UPDATE generations
             SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, cost_usd = $3,
-                completed_at = now(), updated_at = now(), version = version + 1
+                cache_key = $4, completed_at = now(), updated_at = now(), version = version + 1
           WHERE id = $1`,
-        [id, JSON.stringify(outputs), costUsd.toFixed(6)],
+        [id, JSON.stringify(outputs), costUsd.toFixed(6), cacheKey],
       );
       await m
         .createQueryBuilder()
@@ -303,9 +512,45 @@ export class GenerationRepository {
         })
         .orIgnore()
         .execute();
+      const followerIds = (await m.query(
+        `UPDATE generations
+            SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, provider = $3,
+                cost_usd = 0, estimated_cost_usd = 0, cached = true,
+                started_at = COALESCE(started_at, now()), completed_at = now(),
+                updated_at = now(), version = version + 1
+          WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
+          RETURNING id`,
+        [id, JSON.stringify(outputs), a.provider],
+      )) as [Array<{ id: string }>, number];
+      const ids = followerIds[0].map((r) => r.id);
+      if (ids.length > 0) {
+        await m.query(
+          `INSERT INTO usage_records (account_id, end_user_id, user_id, generation_id, model,
+                  provider, media_type, cost_usd, cached, cache_hit_kind, saved_usd, duration_ms)
+           SELECT account_id, end_user_id, user_id, id, model, $2, media_type, 0, true,
+                  'INFLIGHT', $3, (EXTRACT(EPOCH FROM (completed_at - created_at)) * 1000)::int
+             FROM generations WHERE id = ANY($1::uuid[])
+           ON CONFLICT (generation_id) DO NOTHING`,
+          [ids, a.provider, costUsd.toFixed(6)],
+        );
+      }
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
-      return this.withAttempts(m, fresh);
+      return {
+        generation: await this.withAttempts(m, fresh),
+        followers: await this.snapshots(m, ids),
+      };
     });
+  }
+
+  /** Snapshots of generations without attempts of their own (attached ones). */
+  private async snapshots(m: EntityManager, ids: string[]): Promise<GenerationSnapshot[]> {
+    if (ids.length === 0) return [];
+    const rows = await m
+      .getRepository(GenerationEntity)
+      .createQueryBuilder("g")
+      .where("g.id = ANY(:ids)", { ids })
+      .getMany();
+    return rows.map((g) => toSnapshot(g, []));
   }
 
   /**
@@ -317,7 +562,7 @@ export class GenerationRepository {
     attempt: number,
     error: GenerationErrorInfo,
     final: boolean,
-  ): Promise<GenerationSnapshot | null> {
+  ): Promise<Finished | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
       if (!locked) return null;
@@ -339,15 +584,33 @@ export class GenerationRepository {
           : `UPDATE generations SET updated_at = now(), version = version + 1 WHERE id = $1`,
         final ? [id, JSON.stringify(error)] : [id],
       );
+      let ids: string[] = [];
+      if (final) {
+        // The identical requests attached to it would fail the same way: they end with it.
+        const rows = (await m.query(
+          `UPDATE generations SET status = 'FAILED', error = $2::jsonb, completed_at = now(),
+                  updated_at = now(), version = version + 1
+            WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
+            RETURNING id`,
+          [id, JSON.stringify(error)],
+        )) as [Array<{ id: string }>, number];
+        ids = rows[0].map((r) => r.id);
+      }
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
-      return this.withAttempts(m, fresh);
+      return {
+        generation: await this.withAttempts(m, fresh),
+        followers: await this.snapshots(m, ids),
+      };
     });
   }
 
   /** Cancels an unfinished generation; returns it with the attempt that was running, if any. */
-  async cancel(
-    id: string,
-  ): Promise<{ generation: GenerationSnapshot; running: AttemptEntity | null } | null> {
+  async cancel(id: string): Promise<{
+    generation: GenerationSnapshot;
+    running: AttemptEntity | null;
+    /** When requests were attached to the canceled one: the one now run for them. */
+    promoted: GenerationSnapshot | null;
+  } | null> {
     return this.db.transaction(async (m) => {
       const g = await this.lock(m, id);
       if (!g || !["QUEUED", "BATCHED", "PROCESSING"].includes(g.status)) return null;
@@ -371,9 +634,44 @@ export class GenerationRepository {
           WHERE id = $1`,
         [id],
       );
+      const promoted = await this.promoteFollower(m, g);
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
-      return { generation: await this.withAttempts(m, fresh), running };
+      return { generation: await this.withAttempts(m, fresh), running, promoted };
     });
+  }
+
+  /**
+   * A canceled generation's attached requests still want their result: the oldest becomes
+   * the one that runs (and pays), the others attach to it.
+   */
+  private async promoteFollower(
+    m: EntityManager,
+    canceled: GenerationEntity,
+  ): Promise<GenerationSnapshot | null> {
+    const [next] = (await m.query(
+      `SELECT id FROM generations
+        WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
+        ORDER BY created_at, id LIMIT 1 FOR UPDATE`,
+      [canceled.id],
+    )) as Array<{ id: string }>;
+    if (!next) return null;
+    await m.query(
+      `UPDATE generations
+          SET inflight_of = NULL, inflight_key = $2, cache_key = $3, cached = false,
+              cache_hit = NULL, updated_at = now(), version = version + 1
+        WHERE id = $1`,
+      [next.id, canceled.inflightKey, canceled.cacheKey],
+    );
+    await m.query(
+      `UPDATE generations
+          SET inflight_of = $2::uuid,
+              cache_hit = jsonb_set(cache_hit, '{sourceGenerationId}', to_jsonb($2::text)),
+              updated_at = now(), version = version + 1
+        WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')`,
+      [canceled.id, next.id],
+    );
+    const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id: next.id });
+    return toSnapshot(fresh, []);
   }
 
   /** Unfinished generations nobody has touched for `staleSeconds`: candidates for re-enqueueing. */
@@ -383,7 +681,7 @@ export class GenerationRepository {
               a.number AS running_attempt, a.poll_job_id
          FROM generations g
          LEFT JOIN attempts a ON a.generation_id = g.id AND a.status = 'RUNNING'
-        WHERE g.status IN ('QUEUED', 'PROCESSING')
+        WHERE g.status IN ('QUEUED', 'PROCESSING') AND g.inflight_of IS NULL
           AND g.updated_at < now() - make_interval(secs => $1)
         ORDER BY g.updated_at
         LIMIT $2`,

@@ -9,7 +9,9 @@ import type { ProviderRegistry } from "../providers";
 import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerateRequest } from "./generation.input";
 import type { GenerationQueue } from "./generation.queue";
-import type { GenerationRepository } from "./generation.repository";
+import type { GenerationRepository, NewGeneration } from "./generation.repository";
+import type { CacheService, LookupRequest } from "../cache/cache.service";
+import type { MetricsRecorder } from "../observability";
 import { validateGenerateRequest } from "./generation.validator";
 
 export const MAX_PAGE_SIZE = 100;
@@ -46,6 +48,8 @@ export class GenerationService {
     private readonly providers: ProviderRegistry,
     private readonly callbacks: CallbackGate,
     private readonly admission: AdmissionControl,
+    private readonly cache: CacheService,
+    private readonly metrics: MetricsRecorder,
     private readonly logger: Logger,
   ) {}
 
@@ -54,9 +58,19 @@ export class GenerationService {
     const userId = this.userFor(v, input.userId);
     const req = validateGenerateRequest(this.catalog, input, userId);
     if (req.params.callbackUrl) await this.callbacks.check(req.params.callbackUrl);
-    await this.admission.admit(v, req.priority);
-    const quote = await this.quote(req.model, req.params, req.priority);
-    const { generation, created } = await this.repo.createQueued({
+    await this.admission.admitRequest(v);
+    const request = {
+      model: req.model.name,
+      mediaType: req.mediaType,
+      prompt: req.prompt,
+      negativePrompt: req.negativePrompt,
+      width: req.params.width,
+      height: req.params.height,
+      durationSeconds: req.params.durationSeconds,
+      seed: req.seed,
+    };
+    const cacheKey = req.cacheMode === "BYPASS" ? null : this.cache.keyFor(request);
+    const row = {
       accountId: v.accountId,
       userId,
       mediaType: req.mediaType,
@@ -66,23 +80,88 @@ export class GenerationService {
       seed: req.seed,
       priority: req.priority,
       params: req.params,
-      estimatedCostUsd: quote.estimatedCostUsd,
-      estimatedSeconds: quote.estimatedSeconds,
       idempotencyKey: req.idempotencyKey,
       requestHash: req.requestHash,
-    });
-    if (!created) return generation;
-    try {
-      await this.queue.submit(generation.id, generation.priority);
-    } catch (err) {
-      // The row is the source of truth: the reconciler enqueues it once the queue is back.
-      this.logger.error(
-        { err, generationId: generation.id },
-        "enqueue failed; left to the reconciler",
+      cacheKey,
+      inflightKey: req.cacheMode === "DEFAULT" ? cacheKey : null,
+    };
+    if (req.cacheMode === "DEFAULT") {
+      const served = await this.serveFromCache(
+        { ...request, accountId: v.accountId, seedGiven: req.seedGiven, cacheKey: cacheKey! },
+        { ...row, estimatedCostUsd: 0, estimatedSeconds: 0 },
       );
+      if (served) return served;
+    }
+    await this.admission.admitToQueue(req.priority);
+    const quote = await this.quote(req.model, req.params, req.priority);
+    const outcome = await this.repo.createQueued(
+      {
+        ...row,
+        estimatedCostUsd: quote.estimatedCostUsd,
+        estimatedSeconds: quote.estimatedSeconds,
+      },
+      this.cache.ttlMs,
+    );
+    if (!outcome.created) return outcome.generation;
+    const generation = outcome.generation;
+    if (row.inflightKey) this.metrics.cacheLookup("INFLIGHT", outcome.served === "INFLIGHT", 0);
+    this.metrics.generationCreated(
+      generation.model,
+      generation.status as "QUEUED",
+      generation.cached,
+    );
+    if (outcome.served === "EXACT") {
+      await this.finishedAtOnce(generation);
+      return generation;
+    }
+    if (outcome.served === "QUEUED") {
+      try {
+        await this.queue.submit(generation.id, generation.priority);
+      } catch (err) {
+        // The row is the source of truth: the reconciler enqueues it once the queue is back.
+        this.logger.error(
+          { err, generationId: generation.id },
+          "enqueue failed; left to the reconciler",
+        );
+      }
     }
     await this.publish("QUEUED", generation);
     return generation;
+  }
+
+  /** An exact or semantic hit, stored as a finished generation; null on a miss. */
+  private async serveFromCache(
+    lookup: LookupRequest & { cacheKey: string },
+    row: NewGeneration,
+  ): Promise<GenerationSnapshot | null> {
+    const hit = await this.cache.lookup(lookup);
+    if (!hit) return null;
+    const served = await this.repo.createCached(
+      row,
+      { kind: hit.kind, similarity: hit.similarity, sourceGenerationId: hit.sourceGenerationId },
+      this.cache.ttlMs,
+    );
+    if (!served) {
+      // The index pointed at a result that may no longer be served (purged or expired).
+      if (hit.kind === "EXACT") await this.cache.forgetKeys([lookup.cacheKey]);
+      else await this.cache.forgetSemantic({ generationId: hit.sourceGenerationId });
+      return null;
+    }
+    if (served.created) {
+      this.metrics.generationCreated(served.generation.model, "SUCCEEDED", true);
+      this.metrics.cacheSaved(hit.kind, served.savedUsd);
+      await this.finishedAtOnce(served.generation);
+    }
+    return served.generation;
+  }
+
+  private async finishedAtOnce(generation: GenerationSnapshot): Promise<void> {
+    await this.publish("SUCCEEDED", generation);
+    await this.callbacks
+      .notify(generation, "SUCCEEDED")
+      .catch((err: unknown) =>
+        this.logger.error({ err, generationId: generation.id }, "callback not enqueued"),
+      );
   }
 
   async estimate(viewer: Viewer | null, input: GenerateRequest): Promise<CostQuote> {
@@ -152,6 +231,15 @@ export class GenerationService {
         );
     }
     await this.publish("CANCELED", result.generation);
+    if (result.promoted) {
+      // Requests attached to the canceled one still want their result: one of them runs now.
+      await this.queue
+        .submit(result.promoted.id, result.promoted.priority)
+        .catch((err: unknown) =>
+          this.logger.error({ err, generationId: result.promoted!.id }, "enqueue failed"),
+        );
+      await this.publish("QUEUED", result.promoted);
+    }
     await this.callbacks
       .notify(result.generation, "CANCELED")
       .catch((err: unknown) =>
@@ -202,7 +290,7 @@ export class GenerationService {
   }
 
   private async publish(
-    type: "QUEUED" | "CANCELED",
+    type: "QUEUED" | "CANCELED" | "SUCCEEDED",
     generation: GenerationSnapshot,
   ): Promise<void> {
     await this.events

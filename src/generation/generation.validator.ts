@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { normalizePrompt } from "../cache/cache-key";
 import { BadInputError } from "../common/errors";
 import { assertStorableText } from "../common/text";
 import type { GenerationParams, MediaType, Priority } from "../entities";
@@ -11,6 +12,10 @@ const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 const MAX_METADATA_BYTES = 16 * 1024;
 const MAX_SEED = 2 ** 31 - 1;
 
+/** DEFAULT: look up and store. BYPASS: neither. REFRESH: skip the lookup, store the result. */
+export type CacheMode = "DEFAULT" | "BYPASS" | "REFRESH";
+const CACHE_MODES: readonly CacheMode[] = ["DEFAULT", "BYPASS", "REFRESH"];
+
 /** A request that passed validation, with every default filled in. */
 export interface NormalizedRequest {
   mediaType: MediaType;
@@ -18,17 +23,17 @@ export interface NormalizedRequest {
   negativePrompt: string | null;
   model: ModelDefinition;
   seed: number;
+  /** Whether the caller chose the seed (then only an exact hit may answer). */
+  seedGiven: boolean;
   priority: Priority;
+  cacheMode: CacheMode;
   params: GenerationParams;
   idempotencyKey: string | null;
   /** Hash of everything that defines the request, to compare reuses of an idempotency key. */
   requestHash: string;
 }
 
-/** The prompt as the cache and the seed see it: case and spacing do not matter. */
-export function normalizePrompt(prompt: string): string {
-  return prompt.trim().toLowerCase().replace(/\s+/g, " ");
-}
+export { normalizePrompt };
 
 /** The seed used when none is given: stable for the same normalized prompt. */
 export function seedFromPrompt(prompt: string): number {
@@ -116,6 +121,10 @@ export function validateGenerateRequest(
   }
 
   const priority = input.priority ?? "STANDARD";
+  const cacheMode = (input.cache ?? "DEFAULT") as CacheMode;
+  if (!CACHE_MODES.includes(cacheMode)) {
+    throw new BadInputError("cache", `must be one of ${CACHE_MODES.join(", ")}`);
+  }
   const params: GenerationParams = {
     width,
     height,
@@ -123,7 +132,7 @@ export function validateGenerateRequest(
     quality: input.quality ?? undefined,
     contentType: input.contentType ?? undefined,
     fallbackModels: fallbackModels.length ? fallbackModels : undefined,
-    cacheMode: input.cache ?? "DEFAULT",
+    cacheMode,
     callbackUrl,
     metadata: input.metadata ?? undefined,
   };
@@ -155,7 +164,9 @@ export function validateGenerateRequest(
     negativePrompt,
     model,
     seed,
+    seedGiven: input.seed != null,
     priority,
+    cacheMode,
     params,
     idempotencyKey,
     requestHash,

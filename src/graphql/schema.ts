@@ -1,3 +1,5 @@
+import { CacheResolver } from "./resolvers/cache.resolver";
+import { UsageResolver } from "./resolvers/usage.resolver";
 import "reflect-metadata";
 import { DateTimeResolver } from "graphql-scalars";
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from "graphql";
@@ -9,7 +11,14 @@ import { ProviderHealthResolver } from "./resolvers/provider-health.resolver";
 
 export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, CallbackResolver, GenerationResolver, ProviderHealthResolver],
+    resolvers: [
+      AuthResolver,
+      CacheResolver,
+      CallbackResolver,
+      GenerationResolver,
+      ProviderHealthResolver,
+      UsageResolver,
+    ],
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
     validate: false,
     // Every subscription brings its own `subscribe` (auth, current state first, dedup by

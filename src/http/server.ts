@@ -1,3 +1,4 @@
+import { metricsHandler } from "../observability";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { ApolloServer } from "@apollo/server";
@@ -90,6 +91,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   });
   await apollo.start();
 
+  expressApp.get("/metrics", metricsHandler(app.metrics, app.logger));
   expressApp.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });

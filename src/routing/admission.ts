@@ -24,9 +24,19 @@ export class AdmissionControl {
   ) {}
 
   async admit(viewer: Viewer, priority: Priority): Promise<void> {
+    await this.admitRequest(viewer);
+    await this.admitToQueue(priority);
+  }
+
+  /** The credential's rate limit: every request, served from the cache or not. */
+  async admitRequest(viewer: Viewer): Promise<void> {
     const key = viewer.apiKeyId ?? `client:${viewer.accountId}:${viewer.userId ?? ""}`;
     const decision = await this.limiter.take(key);
     if (!decision.allowed) throw new RateLimitedError(decision.retryAfterSeconds);
+  }
+
+  /** The bound on the priority's queue: only for requests that will wait in it. */
+  async admitToQueue(priority: Priority): Promise<void> {
     if ((await this.queued(priority)) >= this.opts.maxQueuedPerPriority) {
       throw new ServiceUnavailableError(`The ${priority} queue is full; retry later`, {
         retryAfterSeconds: 5,

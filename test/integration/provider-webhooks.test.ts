@@ -29,6 +29,8 @@ const IMAGE = {
   model: "flux-schnell",
   width: 512,
   height: 512,
+  // Every test here is about reaching the provider: an identical earlier result must not answer.
+  cache: "BYPASS",
 };
 
 describe("a real provider protocol (Replicate) end to end", () => {

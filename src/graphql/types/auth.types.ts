@@ -7,6 +7,11 @@ export class Account {
   id: string;
   @Field()
   name: string;
+  @Field({
+    description:
+      "Whether this account's prompts answer, and are answered by, similar prompts (semantic cache).",
+  })
+  semanticCache: boolean;
   @Field()
   createdAt: Date;
 }

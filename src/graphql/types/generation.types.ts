@@ -171,7 +171,14 @@ export class Generation {
       costUsd: s.costUsd,
       estimatedSeconds: s.estimatedSeconds,
       cached: s.cached,
-      cacheHit: null,
+      cacheHit: s.cacheHit
+        ? {
+            kind: s.cacheHit.kind as CacheHitKind,
+            similarity: s.cacheHit.similarity,
+            sourceGenerationId: s.cacheHit.sourceGenerationId,
+            originalPrompt: s.cacheHit.originalPrompt,
+          }
+        : null,
       attempts: s.attempts.map((a) => ({
         ...a,
         startedAt: new Date(a.startedAt),

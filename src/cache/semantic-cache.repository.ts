@@ -1,0 +1,161 @@
+import type { DataSource } from "typeorm";
+
+export interface SemanticEntry {
+  generationId: string;
+  accountId: string;
+  embedder: string;
+  scopeKey: string;
+  model: string;
+  prompt: string;
+  embedding: number[];
+  expiresAt: Date;
+}
+
+export interface SemanticMatch {
+  generationId: string;
+  prompt: string;
+  similarity: number;
+}
+
+// Any constant works; it only has to be the same in every gengate process.
+const INDEX_LOCK = 74_656_002;
+
+/**
+ * The semantic cache's rows in Postgres (pgvector). One table for every embedder: each
+ * embedder's vectors are compared only with its own, through a partial HNSW index on the
+ * cast to its dimensions, so the query must use exactly that cast.
+ */
+export class SemanticCacheRepository {
+  constructor(private readonly db: DataSource) {}
+
+  /** Creates the embedder's HNSW index when it is missing (the default one comes with the migration). */
+  async ensureIndex(embedder: string, dimensions: number): Promise<void> {
+    assertDimensions(dimensions);
+    const name = `semantic_cache_hnsw_${embedder.toLowerCase().replace(/[^a-z0-9]+/g, "_")}`.slice(
+      0,
+      63,
+    );
+    await this.db.transaction(async (m) => {
+      await m.query("SELECT pg_advisory_xact_lock($1)", [INDEX_LOCK]);
+      await m.query(
+        `CREATE INDEX IF NOT EXISTS ${name} ON semantic_cache_entries
+           USING hnsw ((embedding::vector(${dimensions})) vector_cosine_ops)
+           WHERE embedder = ${quoteLiteral(embedder)}`,
+      );
+    });
+  }
+
+  /**
+   * The closest live entry in the scope, from an account that shares its prompts, for an
+   * account that wants semantic hits; null when there is none or the asking account opted out.
+   */
+  async nearest(q: {
+    accountId: string;
+    embedder: string;
+    scopeKey: string;
+    embedding: number[];
+  }): Promise<SemanticMatch | null> {
+    const dims = q.embedding.length;
+    assertDimensions(dims);
+    const cast = `vector(${dims})`;
+    return this.db.transaction(async (m) => {
+      // With a filter (scope, expiry) an HNSW scan may return fewer rows than asked;
+      // an iterative scan keeps going until the LIMIT is met, in distance order.
+      await m.query(`SET LOCAL hnsw.iterative_scan = strict_order`);
+      const rows = (await m.query(
+        `SELECT e.generation_id, e.prompt,
+                1 - (e.embedding::${cast} <=> $1::${cast}) AS similarity
+           FROM semantic_cache_entries e
+           JOIN accounts a ON a.id = e.account_id AND a.semantic_cache
+          WHERE e.embedder = $2 AND e.scope_key = $3 AND e.expires_at > now()
+            AND EXISTS (SELECT 1 FROM accounts me WHERE me.id = $4 AND me.semantic_cache)
+          ORDER BY e.embedding::${cast} <=> $1::${cast}
+          LIMIT 1`,
+        [toVector(q.embedding), q.embedder, q.scopeKey, q.accountId],
+      )) as Array<{ generation_id: string; prompt: string; similarity: number }>;
+      const row = rows[0];
+      return row
+        ? {
+            generationId: row.generation_id,
+            prompt: row.prompt,
+            similarity: Number(row.similarity),
+          }
+        : null;
+    });
+  }
+
+  /** Stores an entry unless the account opted out (checked in the same statement). */
+  async insert(e: SemanticEntry): Promise<void> {
+    await this.db.query(
+      `INSERT INTO semantic_cache_entries
+              (generation_id, account_id, embedder, scope_key, model, prompt, embedding, expires_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7::vector, $8
+        WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND semantic_cache)
+       ON CONFLICT (generation_id) DO UPDATE
+          SET embedding = EXCLUDED.embedding, embedder = EXCLUDED.embedder,
+              scope_key = EXCLUDED.scope_key, expires_at = EXCLUDED.expires_at`,
+      [
+        e.generationId,
+        e.accountId,
+        e.embedder,
+        e.scopeKey,
+        e.model,
+        e.prompt,
+        toVector(e.embedding),
+        e.expiresAt,
+      ],
+    );
+  }
+
+  async deleteWhere(filter: {
+    model?: string;
+    generationId?: string;
+    accountId?: string;
+  }): Promise<number> {
+    const clauses: string[] = [];
+    const params: unknown[] = [];
+    for (const [column, value] of [
+      ["model", filter.model],
+      ["generation_id", filter.generationId],
+      ["account_id", filter.accountId],
+    ] as const) {
+      if (value === undefined) continue;
+      params.push(value);
+      clauses.push(`${column} = $${params.length}`);
+    }
+    if (clauses.length === 0) throw new Error("deleteWhere needs a filter");
+    const [, count] = (await this.db.query(
+      `DELETE FROM semantic_cache_entries WHERE ${clauses.join(" AND ")}`,
+      params,
+    )) as [unknown, number];
+    return count;
+  }
+
+  /** Drops expired entries, oldest first, a batch at a time. */
+  async deleteExpired(limit = 1000): Promise<number> {
+    const [, count] = (await this.db.query(
+      `DELETE FROM semantic_cache_entries WHERE generation_id IN (
+         SELECT generation_id FROM semantic_cache_entries
+          WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`,
+      [limit],
+    )) as [unknown, number];
+    return count;
+  }
+}
+
+function toVector(v: number[]): string {
+  for (const x of v)
+    if (!Number.isFinite(x)) throw new Error("embedding holds a non-finite number");
+  return `[${v.join(",")}]`;
+}
+
+function assertDimensions(d: number): void {
+  // pgvector's HNSW index takes at most 2,000 dimensions of `vector`.
+  if (!Number.isInteger(d) || d < 1 || d > 2000) {
+    throw new Error(`embedding dimensions must be from 1 to 2000 (got ${d})`);
+  }
+}
+
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
