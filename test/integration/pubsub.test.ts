@@ -1,6 +1,11 @@
 import Redis from "ioredis";
 import { InProcessPubSub } from "../../src/infra/pubsub/in-process.pubsub";
-import { Topic, type GenerationEventPayload, type PubSub } from "../../src/infra/pubsub/pubsub";
+import {
+  Topic,
+  type GenerationEventPayload,
+  type PubSub,
+  type Subscription,
+} from "../../src/infra/pubsub/pubsub";
 import { RedisPubSub } from "../../src/infra/pubsub/redis.pubsub";
 import { TEST_REDIS_URL, uniquePrefix } from "../helpers/redis";
 
@@ -12,22 +17,29 @@ function event(id: string, version: number): GenerationEventPayload {
   };
 }
 
-const makers: Array<[string, () => { a: PubSub; b: PubSub }]> = [
+async function connected(): Promise<Redis> {
+  const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true });
+  await redis.connect();
+  return redis;
+}
+
+const makers: Array<[string, () => Promise<{ a: PubSub; b: PubSub }>]> = [
   [
     "in-process",
-    () => {
+    async () => {
       const p = new InProcessPubSub();
       return { a: p, b: p };
     },
   ],
   [
     "Redis",
-    () => {
-      // Two instances with their own connections stand for two processes.
+    async () => {
+      // Two instances with their own connections stand for two processes. Connected first, as
+      // in the app: ioredis writes a SUBSCRIBE made while it is still connecting, and the
+      // subscriber mode that its reply starts makes the ready check's INFO fail.
       const prefix = uniquePrefix();
-      const make = () =>
-        new RedisPubSub(new Redis(TEST_REDIS_URL), new Redis(TEST_REDIS_URL), prefix);
-      return { a: make(), b: make() };
+      const make = async () => new RedisPubSub(await connected(), await connected(), prefix);
+      return { a: await make(), b: await make() };
     },
   ],
 ];
@@ -36,8 +48,8 @@ describe.each(makers)("%s pub/sub", (_name, make) => {
   let a: PubSub;
   let b: PubSub;
 
-  beforeEach(() => {
-    ({ a, b } = make());
+  beforeEach(async () => {
+    ({ a, b } = await make());
   });
 
   afterEach(async () => {
@@ -65,6 +77,28 @@ describe.each(makers)("%s pub/sub", (_name, make) => {
     expect((await other.next()).value?.generation.id).toBe("g2");
     await mine.return();
     await other.return();
+  });
+
+  it("keeps every live subscription while others on the same and other keys come and go", async () => {
+    const live: Array<{ key: string; sub: Subscription<GenerationEventPayload> }> = [];
+    const leaving: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 120; i++) {
+      // Twelve keys, so most subscribes meet a pending SUBSCRIBE or a live channel of their key.
+      const key = `churn-${i % 12}`;
+      const sub = b.subscribe(Topic.Generation, key);
+      if (i % 3 === 0) void sub.return();
+      else if (i % 3 === 1) leaving.push(sub.ready.then(() => sub.return()));
+      else live.push({ key, sub });
+      // Every fifth one after a turn of the event loop, so some meet a finished SUBSCRIBE.
+      if (i % 5 === 4) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(leaving);
+    await Promise.all(live.map((l) => l.sub.ready));
+    const keys = [...new Set(live.map((l) => l.key))];
+    for (const key of keys) await a.publish(Topic.Generation, key, event(key, 1));
+    const received = await Promise.all(live.map((l) => l.sub.next()));
+    expect(received.map((r) => r.value?.generation.id)).toEqual(live.map((l) => l.key));
+    await Promise.all(live.map((l) => l.sub.return()));
   });
 
   it("ends a subscription's iteration when it is returned", async () => {
