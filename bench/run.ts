@@ -16,6 +16,7 @@ import readline from "node:readline";
 import { createClient } from "graphql-ws";
 import { Client as PgClient } from "pg";
 import WebSocket from "ws";
+import { cacheScenario } from "./cache";
 
 const MAIN = path.resolve(__dirname, "../src/main.js");
 const PG_ADMIN = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -311,6 +312,17 @@ async function main() {
   }
   if (!only || only === "fallback") {
     await withDatabase((url, dataDir) => fallbackScenario(base, url, dataDir));
+  }
+  if (!only || only === "cache") {
+    await withDatabase(async (url, dataDir) => {
+      const lines = await cacheScenario({
+        databaseUrl: url,
+        redisUrl: REDIS_URL,
+        dataDir,
+        requests: Number(process.env.BENCH_CACHE_REQUESTS ?? 1000),
+      });
+      for (const line of lines) console.log(`cache: ${line}`);
+    });
   }
   if (!only || only === "embedded") {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));

@@ -114,6 +114,11 @@ const schema = z.object({
   CACHE_TTL_SECONDS: intFrom(1, 365 * 86400).default(86400),
   /** Semantic matching of similar prompts (accounts may still opt out). */
   SEMANTIC_CACHE: bool.default("true"),
+  /**
+   * How long stored outputs are kept (the object store's lifecycle rule, which gengate does
+   * not enforce); unset means kept for good. Cached results never outlive their outputs.
+   */
+  OUTPUT_RETENTION_HOURS: z.coerce.number().min(1).max(87600).optional(),
   /** Cosine similarity at or above which a similar prompt is served from the cache. */
   SEMANTIC_CACHE_THRESHOLD: z.coerce.number().gt(0).max(1).default(0.85),
   /**

@@ -201,7 +201,11 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     kv,
     config.SEMANTIC_CACHE ? { repo: semanticRepo, embedder } : null,
     {
-      ttlMs: config.CACHE_TTL_SECONDS * 1000,
+      // A hit shares its source's stored objects: it may not be served once they are gone.
+      ttlMs: Math.min(
+        config.CACHE_TTL_SECONDS * 1000,
+        (config.OUTPUT_RETENTION_HOURS ?? Infinity) * 3_600_000,
+      ),
       semanticThreshold: config.SEMANTIC_CACHE_THRESHOLD,
       semanticEnabled: config.SEMANTIC_CACHE,
     },
@@ -242,6 +246,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     },
     logger.child({ component: "reconciler" }),
     callbacks,
+    cache,
   );
 
   let consumer: QueueConsumer | undefined;

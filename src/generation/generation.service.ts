@@ -111,7 +111,7 @@ export class GenerationService {
       generation.cached,
     );
     if (outcome.served === "EXACT") {
-      await this.finishedAtOnce(generation);
+      await this.finishedAtOnce(generation, row.params.callbackUrl !== undefined);
       return generation;
     }
     if (outcome.served === "QUEUED") {
@@ -150,13 +150,14 @@ export class GenerationService {
     if (served.created) {
       this.metrics.generationCreated(served.generation.model, "SUCCEEDED", true);
       this.metrics.cacheSaved(hit.kind, served.savedUsd);
-      await this.finishedAtOnce(served.generation);
+      await this.finishedAtOnce(served.generation, row.params.callbackUrl !== undefined);
     }
     return served.generation;
   }
 
-  private async finishedAtOnce(generation: GenerationSnapshot): Promise<void> {
+  private async finishedAtOnce(generation: GenerationSnapshot, callback: boolean): Promise<void> {
     await this.publish("SUCCEEDED", generation);
+    if (!callback) return;
     await this.callbacks
       .notify(generation, "SUCCEEDED")
       .catch((err: unknown) =>

@@ -31,6 +31,8 @@ export class Reconciler {
     private readonly logger: Logger,
     /** Callback deliveries are rows too: those overdue get their job back. */
     private readonly callbacks?: { requeueDue(): Promise<number> },
+    /** Expired semantic-cache rows are filtered out of lookups; this deletes them. */
+    private readonly cache?: { sweepExpired(): Promise<number> },
   ) {}
 
   start(): void {
@@ -66,6 +68,10 @@ export class Reconciler {
       else await this.repo.touch(g.id);
     }
     if (this.callbacks) requeued += await this.callbacks.requeueDue();
+    if (this.cache) {
+      const swept = await this.cache.sweepExpired();
+      if (swept > 0) this.logger.info({ swept }, "expired semantic cache entries deleted");
+    }
     return requeued;
   }
 

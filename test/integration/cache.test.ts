@@ -277,6 +277,13 @@ describe("caching: exact, semantic and in flight", () => {
         src.id,
       ]);
       expect((await generate(input("violins on chairs"))).cached).toBe(false);
+      // The reconciler's pass deletes what lookups already ignore.
+      await server.app.reconciler.runOnce();
+      const { n } = await one<{ n: number }>(
+        `SELECT count(*)::int AS n FROM semantic_cache_entries WHERE generation_id = $1`,
+        [src.id],
+      );
+      expect(n).toBe(0);
     });
 
     it("an account that opts out neither gets nor gives semantic hits; exact hits stay", async () => {
