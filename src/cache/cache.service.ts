@@ -75,7 +75,13 @@ export class CacheService {
   /** The exact candidate, else the closest similar one at or above the threshold. */
   async lookup(r: LookupRequest): Promise<CacheCandidate | null> {
     const started = performance.now();
-    const sourceGenerationId = await this.kv.get(exactIndexKey(this.keyFor(r)));
+    const sourceGenerationId = await this.kv
+      .get(exactIndexKey(this.keyFor(r)))
+      .catch((err: unknown) => {
+        // Redis is only the index: Postgres still finds an identical result when queuing.
+        this.logger.warn({ err }, "exact cache lookup failed; treated as a miss");
+        return null;
+      });
     const exactMs = performance.now() - started;
     this.observer.cacheLookup("EXACT", sourceGenerationId !== null, exactMs / 1000);
     if (sourceGenerationId) return { kind: "EXACT", sourceGenerationId, lookupMs: exactMs };

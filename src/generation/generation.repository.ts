@@ -53,6 +53,7 @@ export interface Finished {
 /** The earlier result a cached generation copies. */
 interface CacheSource {
   id: string;
+  cache_key?: string | null;
   prompt: string;
   provider: string | null;
   outputs: StoredOutput[];
@@ -209,17 +210,22 @@ export class GenerationRepository {
           if (existing) return { generation: existing, created: false, savedUsd: 0 };
         }
         const [source] = (await m.query(
-          `SELECT id, prompt, provider, outputs, cost_usd FROM generations
+          `SELECT id, prompt, provider, outputs, cost_usd, cache_key FROM generations
             WHERE id = $1 AND status = 'SUCCEEDED' AND cache_key IS NOT NULL
               AND completed_at > now() - make_interval(secs => $2)
             FOR SHARE`,
           [hit.sourceGenerationId, cacheTtlMs / 1000],
         )) as CacheSource[];
         if (!source) return null;
-        const generation = await this.insertServed(m, input, endUserId, source, {
-          ...hit,
-          originalPrompt: source.prompt,
-        });
+        const generation = await this.insertServed(
+          m,
+          input,
+          endUserId,
+          source,
+          source.cache_key === input.cacheKey
+            ? { kind: "EXACT", sourceGenerationId: source.id, originalPrompt: source.prompt }
+            : { ...hit, originalPrompt: source.prompt },
+        );
         return { generation, created: true, savedUsd: Number(source.cost_usd ?? 0) };
       });
     } catch (err) {
@@ -255,7 +261,7 @@ export class GenerationRepository {
     const [row] = (await this.db.query(
       `WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
        src AS (
-         SELECT id, prompt, provider, outputs, cost_usd FROM generations
+         SELECT id, prompt, provider, outputs, cost_usd, cache_key FROM generations
           WHERE id = $1 AND status = 'SUCCEEDED' AND cache_key IS NOT NULL
             AND completed_at > now() - make_interval(secs => $2)
             AND EXISTS (SELECT 1 FROM async_commit)
@@ -268,7 +274,11 @@ export class GenerationRepository {
                 request_hash, version, started_at, completed_at)
          SELECT $3, eu.id, $4, 'SUCCEEDED', 1, $5, $6, $7, $8, src.provider, $9, $10, $11::jsonb,
                 src.outputs, 0, 0, 0, true,
-                $12::jsonb || jsonb_build_object('originalPrompt', src.prompt),
+                -- Found by similarity but identical after all (Redis lost the exact entry).
+                CASE WHEN src.cache_key = $14
+                     THEN jsonb_build_object('kind', 'EXACT', 'sourceGenerationId', src.id::text,
+                                             'originalPrompt', src.prompt)
+                     ELSE $12::jsonb || jsonb_build_object('originalPrompt', src.prompt) END,
                 $13, 1, now(), now()
            FROM src, eu
          RETURNING id, end_user_id, provider, outputs, cache_hit, created_at, updated_at,
@@ -276,7 +286,7 @@ export class GenerationRepository {
        u AS (
          INSERT INTO usage_records (account_id, end_user_id, user_id, generation_id, model,
                 provider, media_type, cost_usd, cached, cache_hit_kind, saved_usd, duration_ms)
-         SELECT $3, g.end_user_id, $4, g.id, $8, g.provider, $5, 0, true, $14,
+         SELECT $3, g.end_user_id, $4, g.id, $8, g.provider, $5, 0, true, g.cache_hit->>'kind',
                 COALESCE(src.cost_usd, 0), 0
            FROM g, src)
        SELECT (SELECT count(*) FROM src)::int AS src_found, (SELECT count(*) FROM eu)::int AS eu_found,
@@ -296,7 +306,7 @@ export class GenerationRepository {
         JSON.stringify(input.params),
         JSON.stringify(hit),
         input.requestHash,
-        hit.kind,
+        input.cacheKey,
       ],
     )) as Array<{
       src_found: number;
@@ -841,21 +851,27 @@ export class GenerationRepository {
   /** Generations waiting in one priority's queue (served by the partial index on unfinished rows). */
   async countQueued(priority: Priority): Promise<number> {
     const [row] = (await this.db.query(
-      `SELECT count(*)::int AS n FROM generations WHERE status = 'QUEUED' AND priority = $1`,
+      `SELECT count(*)::int AS n FROM generations
+        WHERE status = 'QUEUED' AND priority = $1 AND inflight_of IS NULL`,
       [priority],
     )) as Array<{ n: number }>;
     return row?.n ?? 0;
   }
 
-  /** How many queued generations of the same or higher priority were created before this one. */
+  /**
+   * How many queued generations of the same or higher priority were created before this one
+   * (for an attached generation, before the one it waits for); attached ones do not count.
+   */
   async queuePosition(id: string): Promise<number | null> {
     const [row] = (await this.db.query(
-      `SELECT count(*)::int AS ahead
-         FROM generations o, generations g
-        WHERE g.id = $1 AND g.status = 'QUEUED' AND o.status = 'QUEUED'
-          AND (CASE o.priority WHEN 'INTERACTIVE' THEN 1 WHEN 'STANDARD' THEN 5 ELSE 10 END)
-              <= (CASE g.priority WHEN 'INTERACTIVE' THEN 1 WHEN 'STANDARD' THEN 5 ELSE 10 END)
-          AND o.created_at < g.created_at`,
+      `SELECT (SELECT count(*)::int FROM generations o
+                WHERE o.status = 'QUEUED' AND o.inflight_of IS NULL
+                  AND (CASE o.priority WHEN 'INTERACTIVE' THEN 1 WHEN 'STANDARD' THEN 5 ELSE 10 END)
+                      <= (CASE g.priority WHEN 'INTERACTIVE' THEN 1 WHEN 'STANDARD' THEN 5 ELSE 10 END)
+                  AND o.created_at < g.created_at) AS ahead
+         FROM generations g
+        WHERE g.id = (SELECT COALESCE(inflight_of, id) FROM generations WHERE id = $1)
+          AND g.status = 'QUEUED'`,
       [id],
     )) as Array<{ ahead: number }>;
     return row ? row.ahead + 1 : null;

@@ -149,7 +149,7 @@ export class GenerationService {
     }
     if (served.created) {
       this.metrics.generationCreated(served.generation.model, "SUCCEEDED", true);
-      this.metrics.cacheSaved(hit.kind, served.savedUsd);
+      this.metrics.cacheSaved(served.generation.cacheHit?.kind ?? hit.kind, served.savedUsd);
       await this.finishedAtOnce(served.generation, row.params.callbackUrl !== undefined);
     }
     return served.generation;

@@ -170,6 +170,31 @@ describe("the built program with no DATABASE_URL and no REDIS_URL", () => {
           .subarray(1, 4)
           .toString(),
       ).toBe("PNG");
+
+      // The cache on PGlite (pgvector's HNSW included): the in-process exact index started
+      // empty, so the identical request is found by its embedding and recognised as exact.
+      const hit = async (prompt: string) =>
+        (
+          await gql(
+            again.url,
+            `mutation($input: GenerateInput!) {
+              generate(input: $input) { status cached cacheHit { kind sourceGenerationId similarity } }
+            }`,
+            { input: { userId: "u-embedded", mediaType: "IMAGE", prompt, width: 96, height: 64 } },
+            partnerKey,
+          )
+        ).data!.generate;
+      expect(await hit("A lighthouse on a cliff")).toMatchObject({
+        status: "SUCCEEDED",
+        cached: true,
+        cacheHit: { kind: "EXACT", sourceGenerationId: generationId, similarity: null },
+      });
+      const semantic = await hit("lighthouses on the cliff");
+      expect(semantic.cacheHit).toMatchObject({
+        kind: "SEMANTIC",
+        sourceGenerationId: generationId,
+      });
+      expect(semantic.cacheHit.similarity).toBeGreaterThanOrEqual(0.85);
       await again.stop();
     },
     SLOW,

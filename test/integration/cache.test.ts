@@ -187,6 +187,29 @@ describe("caching: exact, semantic and in flight", () => {
       expect(ttl).toBeLessThanOrEqual(24 * 3600_000);
     });
 
+    it("is still an exact hit when Redis has lost the entry", async () => {
+      const src = await paid(input("a weathervane on a barn"));
+      const keys = await redis.keys(`${env.redisPrefix}:kv:cache:exact:*`);
+      for (const k of keys) if ((await redis.get(k)) === src.id) await redis.del(k);
+      const hit = await generate(input("A weathervane on a barn"));
+      expect(hit.cacheHit).toMatchObject({
+        kind: "EXACT",
+        sourceGenerationId: src.id,
+        similarity: null,
+      });
+      // Without the semantic cache, Postgres still finds it when the request would queue.
+      const bypassSemantic = await startTestServer(env, {
+        worker: false,
+        overrides: { SEMANTIC_CACHE: "false" },
+      });
+      try {
+        const again = await generate(input("a weathervane on a barn "), acme.key, bypassSemantic);
+        expect(again.cacheHit).toMatchObject({ kind: "EXACT", sourceGenerationId: src.id });
+      } finally {
+        await bypassSemantic.stop();
+      }
+    });
+
     it.each([
       ["size", { width: 768 }],
       ["model", { model: "sim-image-standard" }],
