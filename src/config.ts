@@ -110,6 +110,12 @@ const schema = z.object({
   S3_ACCESS_KEY_ID: z.string().optional(),
   S3_SECRET_ACCESS_KEY: z.string().optional(),
   S3_PREFIX: z.string().default(""),
+  /** Monthly budget of an end user without a limit of their own, by tier (USD). */
+  BUDGET_FREE_USD: z.coerce.number().min(0).max(1e8).default(5),
+  BUDGET_PRO_USD: z.coerce.number().min(0).max(1e8).default(100),
+  BUDGET_ENTERPRISE_USD: z.coerce.number().min(0).max(1e8).default(10000),
+  /** Tier of an end user seen for the first time (setBudget changes it). */
+  DEFAULT_TIER: z.enum(["FREE", "PRO", "ENTERPRISE"]).default("PRO"),
   /** How long a paid result answers identical and similar requests (24 h). */
   CACHE_TTL_SECONDS: intFrom(1, 365 * 86400).default(86400),
   /** Semantic matching of similar prompts (accounts may still opt out). */

@@ -55,6 +55,9 @@ import { createEmbedder } from "../cache/embedder.factory";
 import { SemanticCacheRepository } from "../cache/semantic-cache.repository";
 import { UsageRepository } from "../cost/usage.repository";
 import { UsageService } from "../cost/usage.service";
+import { BudgetRepository } from "../cost/budget.repository";
+import { BudgetService } from "../cost/budget.service";
+import { AlertService } from "../observability/alert.service";
 import { Metrics } from "../observability";
 
 export interface AppRoles {
@@ -156,7 +159,19 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     (name) => Boolean(providers.get(name)),
   );
 
-  const repo = new GenerationRepository(db.dataSource);
+  const budgets = new BudgetRepository(db.dataSource, {
+    FREE: config.BUDGET_FREE_USD,
+    PRO: config.BUDGET_PRO_USD,
+    ENTERPRISE: config.BUDGET_ENTERPRISE_USD,
+  });
+  const repo = new GenerationRepository(db.dataSource, budgets, config.DEFAULT_TIER);
+  const alerts = new AlertService(
+    db.dataSource,
+    pubsub,
+    queue,
+    { allowPrivate: config.CALLBACKS_ALLOW_PRIVATE },
+    logger.child({ component: "alerts" }),
+  );
   const events = new GenerationEvents(pubsub);
   const generationQueue = new GenerationQueue(queue);
   const auth = new AuthService(new ApiKeyRepository(db.dataSource), secret);
@@ -224,6 +239,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     }),
     cache,
     metrics,
+    alerts,
     logger,
   );
   const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
@@ -263,6 +279,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       new ModelAvailability(kv),
       providerHealth,
       cache,
+      alerts,
       {
         maxAttempts: config.MAX_ATTEMPTS,
         maxTotalMs: config.MAX_GENERATION_SECONDS * 1000,
@@ -296,6 +313,8 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       providerHealth,
       usage: new UsageService(new UsageRepository(db.dataSource)),
       cacheAdmin: new CacheAdminService(db.dataSource, repo, cache),
+      budgets: new BudgetService(budgets, config.DEFAULT_TIER),
+      alerts,
     },
     db,
     objects,

@@ -1,5 +1,7 @@
 import type { CacheAdminService } from "../cache/cache-admin.service";
 import type { UsageService } from "../cost/usage.service";
+import type { BudgetService } from "../cost/budget.service";
+import type { AlertService } from "../observability/alert.service";
 import type { AuthService } from "../auth/auth.service";
 import type { CallbackSecretsService } from "../callbacks";
 import type { ProviderHealthService } from "../routing/provider-health.service";
@@ -19,6 +21,8 @@ export interface Services {
   providerHealth: ProviderHealthService;
   usage: UsageService;
   cacheAdmin: CacheAdminService;
+  budgets: BudgetService;
+  alerts: AlertService;
   /** A fresh, expiring link to a stored output: presigned by S3, or signed for /files/. */
   outputUrl(key: string): Promise<string>;
 }

@@ -52,3 +52,22 @@ export class RateLimitedError extends AppError {
 export class ServiceUnavailableError extends AppError {
   readonly code = "SERVICE_UNAVAILABLE";
 }
+
+export class BudgetExceededError extends AppError {
+  readonly code = "BUDGET_EXCEEDED";
+  constructor(details: {
+    /** Whose limit: the end user's monthly budget, or the account's. */
+    scope: "USER" | "ACCOUNT";
+    currentUsd: number;
+    limitUsd: number;
+    requestedUsd: number;
+    resetsAt: string;
+  }) {
+    super(
+      `${details.scope === "USER" ? "The user's" : "The account's"} monthly budget would be exceeded: ` +
+        `${details.currentUsd.toFixed(6)} of ${details.limitUsd.toFixed(6)} USD used, ` +
+        `${details.requestedUsd.toFixed(6)} USD requested; it resets at ${details.resetsAt}`,
+      details,
+    );
+  }
+}

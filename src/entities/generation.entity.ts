@@ -144,6 +144,20 @@ export class GenerationEntity {
   @Column("jsonb", { name: "cache_hit", nullable: true })
   cacheHit: CacheHitInfo | null;
 
+  /** Held against the budget until the generation settles; 0 once it has. */
+  @Column("numeric", {
+    name: "reserved_usd",
+    precision: 14,
+    scale: 6,
+    default: 0,
+    transformer: usd,
+  })
+  reservedUsd: number;
+
+  /** The month (`YYYY-MM`, UTC) whose budget was reserved and is charged. */
+  @Column("text", { name: "budget_period", nullable: true })
+  budgetPeriod: string | null;
+
   @Column("text", { name: "idempotency_key", nullable: true })
   idempotencyKey: string | null;
 

@@ -61,6 +61,7 @@ export class GenerationProcessor {
     private readonly health: { publish(t: CircuitTransition): Promise<void> },
     /** Where paid results are remembered for identical and similar requests. */
     private readonly cache: { remember(result: CacheableResult): Promise<void> },
+    private readonly alerts: { deliver(alertId: string, attempt: number): Promise<void> },
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
   ) {}
@@ -71,6 +72,8 @@ export class GenerationProcessor {
         return this.submit(job.data.generationId);
       case "callback":
         return this.callbacks.deliver(job.data.deliveryId ?? "");
+      case "alert":
+        return this.alerts.deliver(job.data.alertId ?? "", job.data.attempt ?? 0);
       case "poll":
         return this.poll(job.data.generationId, job.data.attempt ?? 1, job.data.once === true);
     }

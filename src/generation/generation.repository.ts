@@ -9,8 +9,10 @@ import {
   type MediaType,
   type Priority,
   type StoredOutput,
+  type Tier,
 } from "../entities";
 import { IdempotencyConflictError } from "../common/errors";
+import type { AlertRow, BudgetOwner, BudgetRepository } from "../cost/budget.repository";
 import { toSnapshot, type GenerationSnapshot } from "./generation.events";
 
 /** Which generations a caller may see: one account (optionally one of its users), or all. */
@@ -42,7 +44,13 @@ export interface NewGeneration {
 /** How `createQueued` answered: a new generation to run, one attached to an identical running one, or a result served from Postgres. */
 export type CreateOutcome =
   | { generation: GenerationSnapshot; created: false }
-  | { generation: GenerationSnapshot; created: true; served: "QUEUED" | "INFLIGHT" | "EXACT" };
+  | {
+      generation: GenerationSnapshot;
+      created: true;
+      served: "QUEUED" | "INFLIGHT" | "EXACT";
+      /** Budget warnings the reservation raised (stored; the caller publishes them). */
+      alerts: AlertRow[];
+    };
 
 /** A generation that finished, with the identical requests that were attached to it. */
 export interface Finished {
@@ -80,7 +88,12 @@ const UNIQUE_VIOLATION = "23505";
 
 /** Every Postgres read and write of the generation lifecycle. */
 export class GenerationRepository {
-  constructor(private readonly db: DataSource) {}
+  constructor(
+    private readonly db: DataSource,
+    private readonly budgets: BudgetRepository,
+    /** The tier of an end user seen for the first time. */
+    private readonly defaultTier: Tier = "PRO",
+  ) {}
 
   async findSnapshot(id: string, scope: AccessScope = {}): Promise<GenerationSnapshot | null> {
     const g = await this.db.getRepository(GenerationEntity).findOneBy({ id, ...scopeWhere(scope) });
@@ -134,7 +147,8 @@ export class GenerationRepository {
     for (let round = 1; ; round++) {
       try {
         return await this.db.transaction(async (m): Promise<CreateOutcome> => {
-          const endUserId = await this.upsertEndUser(m, input.accountId, input.userId);
+          const owner = await this.upsertEndUser(m, input.accountId, input.userId);
+          const endUserId = owner.endUserId;
           if (input.idempotencyKey) {
             const existing = await this.findByIdempotencyKey(
               m,
@@ -145,11 +159,14 @@ export class GenerationRepository {
             if (existing) return { generation: existing, created: false };
           }
           if (input.inflightKey) {
-            const joined = await this.joinIdentical(m, input, endUserId, cacheTtlMs);
+            const joined = await this.joinIdentical(m, input, owner, cacheTtlMs);
             if (joined) return joined;
           }
+          const budget = await this.budgets.reserve(m, owner, input.estimatedCostUsd);
           const g = m.getRepository(GenerationEntity).create({
             ...input,
+            reservedUsd: input.estimatedCostUsd,
+            budgetPeriod: budget.period,
             endUserId,
             status: "QUEUED",
             progress: 0,
@@ -161,7 +178,12 @@ export class GenerationRepository {
           });
           // `save` reads back id, defaults and timestamps through RETURNING: no second query.
           const saved = await m.getRepository(GenerationEntity).save(g);
-          return { generation: toSnapshot(saved, []), created: true, served: "QUEUED" };
+          return {
+            generation: toSnapshot(saved, []),
+            created: true,
+            served: "QUEUED",
+            alerts: budget.alerts,
+          };
         });
       } catch (err) {
         const e = err as { code?: string; constraint?: string };
@@ -199,7 +221,7 @@ export class GenerationRepository {
     }
     try {
       return await this.db.transaction(async (m) => {
-        const endUserId = await this.upsertEndUser(m, input.accountId, input.userId);
+        const { endUserId } = await this.upsertEndUser(m, input.accountId, input.userId);
         if (input.idempotencyKey) {
           const existing = await this.findByIdempotencyKey(
             m,
@@ -370,9 +392,10 @@ export class GenerationRepository {
   private async joinIdentical(
     m: EntityManager,
     input: NewGeneration,
-    endUserId: string,
+    owner: BudgetOwner,
     cacheTtlMs: number,
   ): Promise<CreateOutcome | null> {
+    const endUserId = owner.endUserId;
     // The share lock holds the running generation's finishing transaction back until this
     // one commits, so that transaction sees (and completes) the generation attached here.
     const [running] = (await m.query(
@@ -396,12 +419,17 @@ export class GenerationRepository {
           sourceGenerationId: done.id,
           originalPrompt: done.prompt,
         });
-        return { generation, created: true, served: "EXACT" };
+        return { generation, created: true, served: "EXACT", alerts: [] };
       }
       return null;
     }
+    // Attached requests hold their estimate too: if the one they wait for is canceled, one of
+    // them runs (and pays) instead.
+    const budget = await this.budgets.reserve(m, owner, input.estimatedCostUsd);
     const g = m.getRepository(GenerationEntity).create({
       ...input,
+      reservedUsd: input.estimatedCostUsd,
+      budgetPeriod: budget.period,
       cacheKey: null,
       inflightKey: null,
       inflightOf: running.id,
@@ -418,7 +446,12 @@ export class GenerationRepository {
       version: 1,
     });
     const saved = await m.getRepository(GenerationEntity).save(g);
-    return { generation: toSnapshot(saved, []), created: true, served: "INFLIGHT" };
+    return {
+      generation: toSnapshot(saved, []),
+      created: true,
+      served: "INFLIGHT",
+      alerts: budget.alerts,
+    };
   }
 
   private async insertServed(
@@ -656,6 +689,8 @@ export class GenerationRepository {
           [ids, a.provider, costUsd.toFixed(6)],
         );
       }
+      // The budget: this one is charged its cost, the attached ones nothing; all release.
+      await this.budgets.settle(m, [{ id, costUsd }, ...ids.map((f) => ({ id: f, costUsd: 0 }))]);
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return {
         generation: await this.withAttempts(m, fresh),
@@ -717,6 +752,11 @@ export class GenerationRepository {
           [id, JSON.stringify(error)],
         )) as [Array<{ id: string }>, number];
         ids = rows[0].map((r) => r.id);
+        // Nothing was produced: every reservation is released, nothing charged.
+        await this.budgets.settle(
+          m,
+          [id, ...ids].map((g) => ({ id: g, costUsd: 0 })),
+        );
       }
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return {
@@ -756,6 +796,7 @@ export class GenerationRepository {
           WHERE id = $1`,
         [id],
       );
+      await this.budgets.settle(m, [{ id, costUsd: 0 }]);
       const promoted = await this.promoteFollower(m, g);
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return { generation: await this.withAttempts(m, fresh), running, promoted };
@@ -891,28 +932,47 @@ export class GenerationRepository {
     return this.withAttempts(m, existing);
   }
 
-  /** The end user's row id, created on first use. Reads first: nearly every call finds one. */
+  /**
+   * The end user (created on first use, with the default tier) and the limits over it. Reads
+   * first: nearly every call finds one.
+   */
   private async upsertEndUser(
     m: EntityManager,
     accountId: string,
     userId: string,
-  ): Promise<string> {
-    const find = () =>
-      m.query(`SELECT id FROM end_users WHERE account_id = $1 AND user_id = $2`, [
-        accountId,
-        userId,
-      ]) as Promise<Array<{ id: string }>>;
-    const [existing] = await find();
-    if (existing) return existing.id;
-    const [inserted] = (await m.query(
-      `INSERT INTO end_users (account_id, user_id) VALUES ($1, $2)
-       ON CONFLICT (account_id, user_id) DO NOTHING RETURNING id`,
-      [accountId, userId],
-    )) as Array<{ id: string }>;
-    if (inserted) return inserted.id;
-    // A concurrent request inserted it between our read and our insert.
-    const [raced] = await find();
-    return raced!.id;
+  ): Promise<BudgetOwner> {
+    const find = async () => {
+      const [row] = (await m.query(
+        `SELECT eu.id, eu.tier, eu.monthly_limit_usd, a.monthly_limit_usd AS account_limit_usd
+           FROM end_users eu JOIN accounts a ON a.id = eu.account_id
+          WHERE eu.account_id = $1 AND eu.user_id = $2`,
+        [accountId, userId],
+      )) as Array<{
+        id: string;
+        tier: Tier;
+        monthly_limit_usd: string | null;
+        account_limit_usd: string | null;
+      }>;
+      return row
+        ? {
+            accountId,
+            userId,
+            endUserId: row.id,
+            tier: row.tier,
+            monthlyLimitUsd: row.monthly_limit_usd === null ? null : Number(row.monthly_limit_usd),
+            accountLimitUsd: row.account_limit_usd === null ? null : Number(row.account_limit_usd),
+          }
+        : null;
+    };
+    const existing = await find();
+    if (existing) return existing;
+    await m.query(
+      `INSERT INTO end_users (account_id, user_id, tier) VALUES ($1, $2, $3)
+       ON CONFLICT (account_id, user_id) DO NOTHING`,
+      [accountId, userId, this.defaultTier],
+    );
+    // Ours, or the one a concurrent request inserted between our read and our insert.
+    return (await find())!;
   }
 
   /** Locks a PROCESSING generation and returns it with the attempt, if that attempt still runs. */

@@ -12,6 +12,7 @@ import type { GenerationQueue } from "./generation.queue";
 import type { GenerationRepository, NewGeneration } from "./generation.repository";
 import type { CacheService, LookupRequest } from "../cache/cache.service";
 import type { MetricsRecorder } from "../observability";
+import type { AlertRow } from "../cost/budget.repository";
 import { validateGenerateRequest } from "./generation.validator";
 
 export const MAX_PAGE_SIZE = 100;
@@ -50,6 +51,8 @@ export class GenerationService {
     private readonly admission: AdmissionControl,
     private readonly cache: CacheService,
     private readonly metrics: MetricsRecorder,
+    /** Publishes the budget warnings a reservation raised. */
+    private readonly alerts: { raised(alerts: AlertRow[]): Promise<void> },
     private readonly logger: Logger,
   ) {}
 
@@ -104,6 +107,7 @@ export class GenerationService {
     );
     if (!outcome.created) return outcome.generation;
     const generation = outcome.generation;
+    if (outcome.alerts.length > 0) await this.alerts.raised(outcome.alerts);
     if (row.inflightKey) this.metrics.cacheLookup("INFLIGHT", outcome.served === "INFLIGHT", 0);
     this.metrics.generationCreated(
       generation.model,

@@ -1,3 +1,4 @@
+import { BudgetResolver } from "./resolvers/budget.resolver";
 import { CacheResolver } from "./resolvers/cache.resolver";
 import { UsageResolver } from "./resolvers/usage.resolver";
 import "reflect-metadata";
@@ -13,6 +14,7 @@ export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   return buildSchema({
     resolvers: [
       AuthResolver,
+      BudgetResolver,
       CacheResolver,
       CallbackResolver,
       GenerationResolver,

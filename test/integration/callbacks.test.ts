@@ -1,3 +1,4 @@
+import { BudgetRepository } from "../../src/cost/budget.repository";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
@@ -156,7 +157,10 @@ beforeAll(async () => {
   // Until the migration joins MIGRATIONS, the template database does not have it.
   if (!(await hasCallbackTables())) await runMigration("up");
   repo = new CallbackRepository(ds);
-  generations = new GenerationRepository(ds);
+  generations = new GenerationRepository(
+    ds,
+    new BudgetRepository(ds, { FREE: 5, PRO: 100, ENTERPRISE: 10000 }),
+  );
 });
 
 afterEach(async () => {

@@ -1,5 +1,6 @@
 import type { GenerationSnapshot } from "../../generation/generation.events";
 import type { CircuitTransition } from "../../routing/circuit-breaker";
+import type { AlertRow } from "../../cost/budget.repository";
 
 /**
  * Fan-out of live events to every api process. Payloads are plain JSON (dates as ISO strings)
@@ -15,6 +16,10 @@ export enum Topic {
   AccountGenerations = "account-generations",
   /** key: "all": every circuit transition of every provider */
   ProviderHealth = "provider-health",
+  /** key: "all": every alert raised */
+  Alerts = "alerts",
+  /** key: account id: the alerts about one account (its budgets) */
+  AccountAlerts = "account-alerts",
 }
 
 export type GenerationEventType =
@@ -31,6 +36,8 @@ export interface TopicPayloads {
   [Topic.UserGenerations]: GenerationEventPayload;
   [Topic.AccountGenerations]: GenerationEventPayload;
   [Topic.ProviderHealth]: CircuitTransition;
+  [Topic.Alerts]: AlertRow;
+  [Topic.AccountAlerts]: AlertRow;
 }
 
 export interface Subscription<T> extends AsyncIterableIterator<T> {

@@ -4,7 +4,7 @@
  * it). Deliberately left out: job results, progress and retries: the domain records those in
  * its own rows, and a job that throws is simply dropped (logged) after the driver's own attempt.
  */
-export type JobName = "submit" | "poll" | "callback";
+export type JobName = "submit" | "poll" | "callback" | "alert";
 
 export interface JobData {
   generationId: string;
@@ -14,6 +14,8 @@ export interface JobData {
   once?: boolean;
   /** For `callback`: the delivery to attempt. */
   deliveryId?: string;
+  /** For `alert`: the alert whose webhook to call (`attempt` counts its deliveries). */
+  alertId?: string;
 }
 
 export interface Job {
