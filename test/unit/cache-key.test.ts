@@ -123,6 +123,9 @@ describe("cache configuration", () => {
     ["EMBEDDINGS_DIMENSIONS", "4096"],
     ["EMBEDDINGS_TIMEOUT_MS", "10"],
     ["OUTPUT_RETENTION_HOURS", "0"],
+    ["BUDGET_FREE_USD", "-1"],
+    ["BUDGET_PRO_USD", "lots"],
+    ["DEFAULT_TIER", "GOLD"],
   ])("refuses %s=%s", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(name));
   });
