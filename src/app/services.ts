@@ -1,4 +1,5 @@
 import type { CacheAdminService } from "../cache/cache-admin.service";
+import type { CatalogService } from "../cost/catalog.service";
 import type { UsageService } from "../cost/usage.service";
 import type { AuthService } from "../auth/auth.service";
 import type { CallbackSecretsService } from "../callbacks";
@@ -14,6 +15,8 @@ export interface Services {
   generations: GenerationService;
   subscriptions: GenerationSubscriptions;
   catalog: ModelCatalog;
+  /** Reading and editing the model catalog (models, upsertModel, deprecateModel). */
+  catalogAdmin: CatalogService;
   urlSigner: OutputUrlSigner;
   callbacks: CallbackSecretsService;
   providerHealth: ProviderHealthService;

@@ -5,6 +5,7 @@ import { DateTimeResolver } from "graphql-scalars";
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from "graphql";
 import { buildSchema } from "type-graphql";
 import { AuthResolver } from "./resolvers/auth.resolver";
+import { CatalogResolver } from "./resolvers/catalog.resolver";
 import { CallbackResolver } from "./resolvers/callback.resolver";
 import { GenerationResolver } from "./resolvers/generation.resolver";
 import { ProviderHealthResolver } from "./resolvers/provider-health.resolver";
@@ -15,6 +16,7 @@ export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
       AuthResolver,
       CacheResolver,
       CallbackResolver,
+      CatalogResolver,
       GenerationResolver,
       ProviderHealthResolver,
       UsageResolver,

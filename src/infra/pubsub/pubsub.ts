@@ -15,6 +15,8 @@ export enum Topic {
   AccountGenerations = "account-generations",
   /** key: "all": every circuit transition of every provider */
   ProviderHealth = "provider-health",
+  /** key: "all": an operator changed the model catalog; every process reloads it */
+  Catalog = "catalog",
 }
 
 export type GenerationEventType =
@@ -26,11 +28,19 @@ export interface GenerationEventPayload {
   generation: GenerationSnapshot;
 }
 
+/** The catalog changed in Postgres; the payload says what, the reload reads it all. */
+export interface CatalogChangedPayload {
+  /** The model that was created or edited. */
+  model: string;
+  at: string;
+}
+
 export interface TopicPayloads {
   [Topic.Generation]: GenerationEventPayload;
   [Topic.UserGenerations]: GenerationEventPayload;
   [Topic.AccountGenerations]: GenerationEventPayload;
   [Topic.ProviderHealth]: CircuitTransition;
+  [Topic.Catalog]: CatalogChangedPayload;
 }
 
 export interface Subscription<T> extends AsyncIterableIterator<T> {
