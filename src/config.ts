@@ -55,6 +55,8 @@ const schema = z.object({
   WEBHOOK_BASE_URL: optionalUrl(["http", "https"]),
   /** Caps every model's own provider timeout (seconds); unset keeps the catalog's. */
   PROVIDER_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(86400).optional(),
+  /** The model catalog is reloaded this often even without a change notice (a lost one). */
+  CATALOG_RELOAD_SECONDS: z.coerce.number().min(1).max(86400).default(60),
   /** Attempts per generation across the fallback chain, and the time all of them may take. */
   MAX_ATTEMPTS: intFrom(1, 20).default(3),
   MAX_GENERATION_SECONDS: z.coerce.number().min(1).max(86400).default(900),

@@ -5,7 +5,9 @@ import type { Config } from "../config";
 import type { Logger } from "../common/logger";
 import { ApiKeyRepository } from "../auth/api-key.repository";
 import { AuthService } from "../auth/auth.service";
-import { BUILTIN_MODELS, PROVIDER_MODELS, StaticModelCatalog } from "../cost/model-catalog";
+import { CatalogRepository } from "../cost/catalog.repository";
+import { CatalogService } from "../cost/catalog.service";
+import { PostgresModelCatalog } from "../cost/postgres-model-catalog";
 import { GenerationEvents } from "../generation/generation.events";
 import { GenerationProcessor } from "../generation/generation.processor";
 import { GenerationQueue } from "../generation/generation.queue";
@@ -146,18 +148,24 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     : new LocalObjectStore(path.resolve(config.DATA_DIR, "objects"));
   const urlSigner = new OutputUrlSigner(config.PUBLIC_URL, secret, config.OUTPUT_URL_TTL_SECONDS);
   const providers = createProviderRegistry(config);
-  // Only models with at least one configured provider can be chosen or named.
   const outputUrl = (key: string): Promise<string> =>
     objects.signedUrl
       ? objects.signedUrl(key, config.OUTPUT_URL_TTL_SECONDS)
       : Promise.resolve(urlSigner.sign(key));
-  const cap = config.PROVIDER_TIMEOUT_SECONDS;
-  const catalog = StaticModelCatalog.available(
-    [...BUILTIN_MODELS, ...PROVIDER_MODELS].map((m) =>
-      cap ? { ...m, timeoutSeconds: Math.min(m.timeoutSeconds, cap) } : m,
-    ),
-    (name) => Boolean(providers.get(name)),
+  // The operators' catalog from Postgres; only models with at least one configured provider
+  // can be chosen or named. Every process reloads it when any of them edits it.
+  const catalogRepo = new CatalogRepository(db.dataSource);
+  const catalog = new PostgresModelCatalog(
+    catalogRepo,
+    pubsub,
+    {
+      configured: (name) => Boolean(providers.get(name)),
+      timeoutCapSeconds: config.PROVIDER_TIMEOUT_SECONDS,
+      reloadIntervalMs: config.CATALOG_RELOAD_SECONDS * 1000,
+    },
+    logger.child({ component: "catalog" }),
   );
+  await catalog.start();
 
   const budgets = new BudgetRepository(db.dataSource, {
     FREE: config.BUDGET_FREE_USD,
@@ -240,6 +248,10 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     cache,
     metrics,
     alerts,
+    {
+      tierOf: (accountId, userId) => budgets.tierOf(accountId, userId),
+      defaultTier: config.DEFAULT_TIER,
+    },
     logger,
   );
   const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
@@ -307,6 +319,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       generations,
       subscriptions,
       catalog,
+      catalogAdmin: new CatalogService(catalogRepo, catalog),
       urlSigner,
       outputUrl,
       callbacks: new CallbackSecretsService(callbacks),
@@ -345,6 +358,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         // Active steps finish (they are short); anything not started stays in the queue.
         await consumer?.close();
         await queue.close();
+        await catalog.stop();
         await pubsub.close();
         await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
         await db.close();

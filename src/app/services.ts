@@ -1,4 +1,5 @@
 import type { CacheAdminService } from "../cache/cache-admin.service";
+import type { CatalogService } from "../cost/catalog.service";
 import type { UsageService } from "../cost/usage.service";
 import type { BudgetService } from "../cost/budget.service";
 import type { AlertService } from "../observability/alert.service";
@@ -16,6 +17,8 @@ export interface Services {
   generations: GenerationService;
   subscriptions: GenerationSubscriptions;
   catalog: ModelCatalog;
+  /** Reading and editing the model catalog (models, upsertModel, deprecateModel). */
+  catalogAdmin: CatalogService;
   urlSigner: OutputUrlSigner;
   callbacks: CallbackSecretsService;
   providerHealth: ProviderHealthService;

@@ -62,6 +62,15 @@ export class BudgetRepository {
     private readonly defaults: BudgetDefaults,
   ) {}
 
+  /** The end user's tier; null for a user not seen yet. */
+  async tierOf(accountId: string, userId: string): Promise<Tier | null> {
+    const [row] = (await this.db.query(
+      `SELECT tier FROM end_users WHERE account_id = $1 AND user_id = $2`,
+      [accountId, userId],
+    )) as Array<{ tier: Tier }>;
+    return row?.tier ?? null;
+  }
+
   limitFor(owner: Pick<BudgetOwner, "tier" | "monthlyLimitUsd">): number {
     return owner.monthlyLimitUsd ?? this.defaults[owner.tier];
   }

@@ -1,5 +1,5 @@
 import type { Priority } from "../entities";
-import type { ModelDefinition } from "./model-catalog";
+import { routePricing, type ModelDefinition } from "./model-catalog";
 
 export interface CostBreakdown {
   baseCostUsd: number;
@@ -11,21 +11,36 @@ export interface CostBreakdown {
 export interface CostEstimate {
   estimatedCostUsd: number;
   breakdown: CostBreakdown;
+  /** The provider whose price this is; null when the model has no route left to price. */
+  provider: string | null;
 }
 
-/** Providers' batch APIs cost half of their synchronous price (OpenAI Batch, for one). */
+/** What a provider's batch API takes off its synchronous price (OpenAI Batch, for one). */
 export const BATCH_DISCOUNT = 0.5;
 
+/**
+ * The price of one generation on a model. Before it runs, the model's preferred provider
+ * prices it (the first route, which the fallback chain tries first); once an attempt has
+ * succeeded, the provider that served it does, so a provider-specific price applies.
+ */
 export function estimateCost(
   model: ModelDefinition,
-  params: { width?: number; height?: number; durationSeconds?: number; priority: Priority },
+  params: {
+    width?: number;
+    height?: number;
+    durationSeconds?: number;
+    priority: Priority;
+    /** The provider that serves (or served) it; unset: the preferred one. */
+    provider?: string;
+  },
 ): CostEstimate {
-  const { pricing } = model;
+  const provider = params.provider ?? model.routes[0]?.provider;
+  const pricing = routePricing(model, provider);
   const megapixels = ((params.width ?? 0) * (params.height ?? 0)) / 1_000_000;
   const resolutionMultiplier =
     pricing.perMegapixel && megapixels > 0 ? megapixels / (pricing.referenceMegapixels ?? 1) : 1;
   const durationMultiplier = pricing.perSecond ? (params.durationSeconds ?? 1) : 1;
-  const batchDiscount = params.priority === "BATCH" ? BATCH_DISCOUNT : 0;
+  const batchDiscount = params.priority === "BATCH" ? (pricing.batchDiscount ?? 0) : 0;
   const raw = pricing.baseUsd * resolutionMultiplier * durationMultiplier * (1 - batchDiscount);
   return {
     estimatedCostUsd: roundUsd(raw),
@@ -35,6 +50,7 @@ export function estimateCost(
       durationMultiplier: round(durationMultiplier, 4),
       batchDiscount,
     },
+    provider: provider ?? null,
   };
 }
 

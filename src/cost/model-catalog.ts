@@ -8,7 +8,15 @@ export interface ModelPricing {
   referenceMegapixels?: number;
   /** Multiply the price by the output duration in seconds. */
   perSecond?: boolean;
+  /**
+   * Fraction taken off for BATCH priority: 0.5 where the provider has a batch API at half
+   * price, 0 (the default) where it has none.
+   */
+  batchDiscount?: number;
 }
+
+/** What one provider charges differently from the model's list price. */
+export type RoutePricing = Pick<ModelPricing, "baseUsd" | "batchDiscount">;
 
 export interface ModelLimits {
   minSize: number;
@@ -24,6 +32,8 @@ export interface ModelLimits {
 export interface ProviderRoute {
   provider: string;
   model: string;
+  /** This provider's own price where it differs from the model's (the rest is inherited). */
+  pricing?: Partial<RoutePricing>;
 }
 
 export interface ModelDefinition {
@@ -46,8 +56,9 @@ export interface ModelDefinition {
 }
 
 /**
- * The catalog as the domain reads it. A fixed list backs it for now; a Postgres-backed
- * catalog editable by operators implements the same interface.
+ * The catalog as the domain reads it: synchronous, because it is read on every request.
+ * `StaticModelCatalog` is a fixed list (tests, tools); `PostgresModelCatalog` holds the
+ * operators' catalog in memory and reloads it when they edit it.
  */
 export interface ModelCatalog {
   get(name: string): ModelDefinition | undefined;
@@ -55,6 +66,19 @@ export interface ModelCatalog {
 }
 
 /** Every simulated provider serves every sim model; the first is preferred. */
+/**
+ * The price of a model at one of its providers: the route's own price where it has one,
+ * the model's otherwise. Without a provider (or one the model no longer lists), the model's.
+ */
+export function routePricing(model: ModelDefinition, provider?: string): ModelPricing {
+  const route = provider ? model.routes.find((r) => r.provider === provider) : undefined;
+  return { ...model.pricing, ...stripUndefined(route?.pricing ?? {}) };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 const simRoutes = (model: string): ProviderRoute[] =>
   ["simulated", "simulated-2", "simulated-3"].map((provider) => ({ provider, model }));
 
@@ -65,13 +89,16 @@ const IMAGE_LIMITS: ModelLimits = {
   defaultHeight: 1024,
 };
 
-/** The simulated provider's models: realistic prices and limits, no real provider needed. */
+/**
+ * The simulated provider's models: realistic prices and limits, no real provider needed.
+ * The simulated provider behaves as if it had a half-price batch API.
+ */
 export const BUILTIN_MODELS: ModelDefinition[] = [
   {
     name: "sim-image-fast",
     mediaType: "IMAGE",
     quality: 4,
-    pricing: { baseUsd: 0.003 },
+    pricing: { baseUsd: 0.003, batchDiscount: 0.5 },
     limits: { ...IMAGE_LIMITS, maxSize: 1536, defaultWidth: 512, defaultHeight: 512 },
     routes: simRoutes("sim/image"),
     typicalSeconds: 2,
@@ -81,7 +108,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     name: "sim-image-standard",
     mediaType: "IMAGE",
     quality: 7,
-    pricing: { baseUsd: 0.025, perMegapixel: true, referenceMegapixels: 1 },
+    pricing: { baseUsd: 0.025, perMegapixel: true, referenceMegapixels: 1, batchDiscount: 0.5 },
     limits: IMAGE_LIMITS,
     routes: simRoutes("sim/image"),
     typicalSeconds: 4,
@@ -91,7 +118,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     name: "sim-image-pro",
     mediaType: "IMAGE",
     quality: 9,
-    pricing: { baseUsd: 0.055, perMegapixel: true, referenceMegapixels: 1 },
+    pricing: { baseUsd: 0.055, perMegapixel: true, referenceMegapixels: 1, batchDiscount: 0.5 },
     limits: IMAGE_LIMITS,
     routes: simRoutes("sim/image"),
     typicalSeconds: 8,
@@ -101,7 +128,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     name: "sim-video",
     mediaType: "VIDEO",
     quality: 6,
-    pricing: { baseUsd: 0.05, perSecond: true },
+    pricing: { baseUsd: 0.05, perSecond: true, batchDiscount: 0.5 },
     limits: {
       minSize: 64,
       maxSize: 1024,
@@ -119,7 +146,7 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
     name: "sim-audio",
     mediaType: "AUDIO",
     quality: 6,
-    pricing: { baseUsd: 0.002, perSecond: true },
+    pricing: { baseUsd: 0.002, perSecond: true, batchDiscount: 0.5 },
     limits: {
       minSize: 0,
       maxSize: 0,
@@ -137,7 +164,9 @@ export const BUILTIN_MODELS: ModelDefinition[] = [
 
 /**
  * Models served by real providers; each appears only where one of its providers is
- * configured. Prices are the providers' list prices at the reference size.
+ * configured. Prices are the providers' list prices at the reference size. Replicate, fal
+ * and WaveSpeed have no batch API, so the flux models have no batch discount; OpenAI's Batch
+ * API is half price.
  */
 export const PROVIDER_MODELS: ModelDefinition[] = [
   {
@@ -175,7 +204,7 @@ export const PROVIDER_MODELS: ModelDefinition[] = [
     name: "gpt-image-1.5",
     mediaType: "IMAGE",
     quality: 9,
-    pricing: { baseUsd: 0.034 },
+    pricing: { baseUsd: 0.034, batchDiscount: 0.5 },
     limits: { minSize: 1024, maxSize: 1536, defaultWidth: 1024, defaultHeight: 1024 },
     routes: [{ provider: "openai", model: "gpt-image-1.5" }],
     aliases: ["gpt-image-1", "dall-e-3"],

@@ -1,22 +1,146 @@
-import type { MediaType } from "../entities";
-import type { ModelCatalog, ModelDefinition } from "./model-catalog";
+import { BadInputError } from "../common/errors";
+import type { MediaType, Tier } from "../entities";
+import { routePricing, type ModelCatalog, type ModelDefinition } from "./model-catalog";
+
+export type ContentType = "GENERAL" | "SOCIAL" | "CLIENT" | "PRINT";
+export const CONTENT_TYPES: readonly ContentType[] = ["GENERAL", "SOCIAL", "CLIENT", "PRINT"];
+export const TIERS: readonly Tier[] = ["FREE", "PRO", "ENTERPRISE"];
 
 /** Quality asked for when the request names none. */
 export const DEFAULT_QUALITY = 5;
 
+/** Tier assumed when the end user's is not known. */
+export const DEFAULT_TIER: Tier = "PRO";
+
 /**
- * The cheapest non-deprecated model of the media type whose quality meets the request;
- * when none reaches it, the best available one.
+ * Quality classes, cheapest first. Models are classed by their catalog quality (1..10); the
+ * tier and content type policy speaks in classes, the request in qualities.
+ */
+export const QUALITY_CLASSES = [
+  { name: "ECONOMY", min: 1, max: 4 },
+  { name: "STANDARD", min: 5, max: 7 },
+  { name: "PREMIUM", min: 8, max: 10 },
+] as const;
+
+export type QualityClass = (typeof QUALITY_CLASSES)[number]["name"];
+
+/** Index into QUALITY_CLASSES: 0 economy, 1 standard, 2 premium. */
+function classIndex(quality: number): number {
+  return QUALITY_CLASSES.findIndex((c) => quality >= c.min && quality <= c.max);
+}
+
+export function qualityClass(quality: number): QualityClass {
+  return QUALITY_CLASSES[Math.max(0, classIndex(quality))]!.name;
+}
+
+export interface SelectionRequest {
+  mediaType: MediaType;
+  /** 1..10; DEFAULT_QUALITY when unset. */
+  quality?: number;
+  /** GENERAL when unset. */
+  contentType?: ContentType;
+  /** The end user's tier; DEFAULT_TIER when unset. */
+  tier?: Tier;
+}
+
+/** The range of catalog qualities a request may be served from, before any model is looked at. */
+export interface SelectionBounds {
+  /** The quality a model must reach to be preferred. */
+  minQuality: number;
+  /** No model above this quality may serve the request (the tier's ceiling). */
+  maxQuality: number;
+}
+
+/**
+ * The selection policy, as a table (q = the quality asked for, default 5):
+ *
+ * | content type      | quality floor                                          |
+ * | ----------------- | ------------------------------------------------------ |
+ * | GENERAL (default) | q                                                      |
+ * | SOCIAL            | the bottom of the class below q's (economy: q itself)  |
+ * | CLIENT, PRINT     | max(q, 8): the premium class                           |
+ *
+ * | tier              | quality ceiling                                        |
+ * | ----------------- | ------------------------------------------------------ |
+ * | FREE              | the top of the cheapest class the media type has       |
+ * | PRO, ENTERPRISE   | none (10)                                              |
+ *
+ * Among non-deprecated models of the media type under the ceiling, the cheapest reaching the
+ * floor wins (a tie goes to the higher quality); when none reaches it, the best one there
+ * is. A floor above the ceiling is a request the tier does not cover: FREE with CLIENT or
+ * PRINT is refused (`contentType`) rather than served below what the content needs; FREE
+ * asking a higher quality in GENERAL or SOCIAL is served at its ceiling.
+ */
+export function selectionBounds(
+  req: Omit<SelectionRequest, "mediaType">,
+  /** The cheapest class among the media type's models (what FREE is held to). */
+  cheapestClass: QualityClass,
+): SelectionBounds & { refused?: string } {
+  const q = req.quality ?? DEFAULT_QUALITY;
+  const cls = classIndex(q);
+  let minQuality: number;
+  switch (req.contentType ?? "GENERAL") {
+    case "GENERAL":
+      minQuality = q;
+      break;
+    case "SOCIAL":
+      minQuality = cls > 0 ? QUALITY_CLASSES[cls - 1]!.min : q;
+      break;
+    case "CLIENT":
+    case "PRINT":
+      minQuality = Math.max(q, QUALITY_CLASSES[2].min);
+      break;
+  }
+  const tier = req.tier ?? DEFAULT_TIER;
+  const maxQuality =
+    tier === "FREE" ? QUALITY_CLASSES.find((c) => c.name === cheapestClass)!.max : 10;
+  const needsPremium = req.contentType === "CLIENT" || req.contentType === "PRINT";
+  if (needsPremium && maxQuality < QUALITY_CLASSES[2].min) {
+    return {
+      minQuality,
+      maxQuality,
+      refused: `${req.contentType} content needs the PREMIUM class, which the ${tier} tier does not include`,
+    };
+  }
+  return { minQuality, maxQuality };
+}
+
+/** The highest quality a tier may use for a media type (FREE: its cheapest class). */
+export function tierCeiling(catalog: ModelCatalog, mediaType: MediaType, tier?: Tier): number {
+  return selectionBounds({ tier }, cheapestClassOf(selectable(catalog, mediaType))).maxQuality;
+}
+
+/**
+ * The model for a request that names none, by the policy of `selectionBounds`. Undefined
+ * when the catalog has no model of the media type; throws `BadInputError` on `contentType`
+ * when the tier does not cover what the content type requires.
  */
 export function selectModel(
   catalog: ModelCatalog,
-  mediaType: MediaType,
-  quality = DEFAULT_QUALITY,
+  req: SelectionRequest,
 ): ModelDefinition | undefined {
-  const candidates = catalog.list(mediaType).filter((m) => !m.deprecated);
-  const meeting = candidates
-    .filter((m) => m.quality >= quality)
-    .sort((a, b) => a.pricing.baseUsd - b.pricing.baseUsd || b.quality - a.quality);
+  const candidates = selectable(catalog, req.mediaType);
+  if (candidates.length === 0) return undefined;
+  const bounds = selectionBounds(req, cheapestClassOf(candidates));
+  if (bounds.refused) throw new BadInputError("contentType", bounds.refused);
+  const allowed = candidates.filter((m) => m.quality <= bounds.maxQuality);
+  const meeting = allowed
+    .filter((m) => m.quality >= bounds.minQuality)
+    .sort((a, b) => price(a) - price(b) || b.quality - a.quality);
   if (meeting[0]) return meeting[0];
-  return candidates.sort((a, b) => b.quality - a.quality)[0];
+  return allowed.sort((a, b) => b.quality - a.quality || price(a) - price(b))[0];
+}
+
+function selectable(catalog: ModelCatalog, mediaType: MediaType): ModelDefinition[] {
+  return catalog.list(mediaType).filter((m) => !m.deprecated);
+}
+
+function cheapestClassOf(models: ModelDefinition[]): QualityClass {
+  const lowest = Math.min(...models.map((m) => m.quality));
+  return qualityClass(Number.isFinite(lowest) ? lowest : 1);
+}
+
+/** Compared at the preferred provider's price, the one an estimate quotes. */
+function price(m: ModelDefinition): number {
+  return routePricing(m, m.routes[0]?.provider).baseUsd;
 }

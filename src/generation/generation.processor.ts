@@ -278,7 +278,7 @@ export class GenerationProcessor {
     const current = await this.repo.findSnapshot(generationId);
     if (!current) return;
     const attempt = current.attempts.find((a) => a.number === attemptNumber);
-    const cost = providerCost ?? this.catalogCost(current, attempt?.model);
+    const cost = providerCost ?? this.catalogCost(current, attempt);
     // Keyed by the model that produced it: after a fallback, that is not the one asked for.
     const produced = { ...current, model: attempt?.model ?? current.model };
     const cacheKey = current.cacheMode === "BYPASS" ? null : exactCacheKey(produced);
@@ -427,15 +427,23 @@ export class GenerationProcessor {
     if (transition) await this.health.publish(transition);
   }
 
-  /** Priced as the model that produced it (a fallback model may cost more or less). */
-  private catalogCost(g: GenerationSnapshot, modelName = g.model): number {
-    const model = this.catalog.get(modelName);
+  /**
+   * Priced as the model that produced it (a fallback model may cost more or less), at the
+   * price of the provider that served it. A model the catalog no longer shows keeps the
+   * estimate the generation was accepted with.
+   */
+  private catalogCost(
+    g: GenerationSnapshot,
+    attempt?: { model: string; provider: string },
+  ): number {
+    const model = this.catalog.get(attempt?.model ?? g.model);
     if (!model) return g.estimatedCostUsd;
     return estimateCost(model, {
       width: g.width ?? undefined,
       height: g.height ?? undefined,
       durationSeconds: g.durationSeconds ?? undefined,
       priority: g.priority,
+      provider: attempt?.provider,
     }).estimatedCostUsd;
   }
 

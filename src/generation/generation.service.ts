@@ -13,6 +13,7 @@ import type { GenerationRepository, NewGeneration } from "./generation.repositor
 import type { CacheService, LookupRequest } from "../cache/cache.service";
 import type { MetricsRecorder } from "../observability";
 import type { AlertRow } from "../cost/budget.repository";
+import type { Tier } from "../entities";
 import { validateGenerateRequest } from "./generation.validator";
 
 export const MAX_PAGE_SIZE = 100;
@@ -53,13 +54,20 @@ export class GenerationService {
     private readonly metrics: MetricsRecorder,
     /** Publishes the budget warnings a reservation raised. */
     private readonly alerts: { raised(alerts: AlertRow[]): Promise<void> },
+    /** End users' tiers, and the tier of one not seen yet. */
+    private readonly tiers: {
+      tierOf(accountId: string, userId: string): Promise<Tier | null>;
+      defaultTier: Tier;
+    },
     private readonly logger: Logger,
   ) {}
 
   async generate(viewer: Viewer | null, input: GenerateRequest): Promise<GenerationSnapshot> {
     const v = requireViewer(viewer);
     const userId = this.userFor(v, input.userId);
-    const req = validateGenerateRequest(this.catalog, input, userId);
+    // The tier bounds which models the user may have (FREE: the cheapest class).
+    const tier = (await this.tiers.tierOf(v.accountId, userId)) ?? this.tiers.defaultTier;
+    const req = validateGenerateRequest(this.catalog, input, userId, tier);
     if (req.params.callbackUrl) await this.callbacks.check(req.params.callbackUrl);
     await this.admission.admitRequest(v);
     const request = {
@@ -170,8 +178,15 @@ export class GenerationService {
   }
 
   async estimate(viewer: Viewer | null, input: GenerateRequest): Promise<CostQuote> {
-    requireViewer(viewer);
-    const req = validateGenerateRequest(this.catalog, input, input.userId ?? null);
+    const v = requireViewer(viewer);
+    const userId = v.role === "CLIENT" ? v.userId! : (input.userId ?? null);
+    const known = userId !== null ? await this.tiers.tierOf(v.accountId, userId) : null;
+    const req = validateGenerateRequest(
+      this.catalog,
+      input,
+      userId,
+      known ?? this.tiers.defaultTier,
+    );
     return this.quote(req.model, req.params, req.priority);
   }
 

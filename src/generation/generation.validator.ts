@@ -2,9 +2,16 @@ import { createHash } from "node:crypto";
 import { normalizePrompt } from "../cache/cache-key";
 import { BadInputError } from "../common/errors";
 import { assertStorableText } from "../common/text";
-import type { GenerationParams, MediaType, Priority } from "../entities";
+import type { GenerationParams, MediaType, Priority, Tier } from "../entities";
 import type { ModelCatalog, ModelDefinition } from "../cost/model-catalog";
-import { selectModel } from "../cost/model-selector";
+import {
+  CONTENT_TYPES,
+  DEFAULT_TIER,
+  qualityClass,
+  selectModel,
+  tierCeiling,
+  type ContentType,
+} from "../cost/model-selector";
 import type { GenerateRequest } from "./generation.input";
 
 export const MAX_PROMPT_LENGTH = 4000;
@@ -49,6 +56,8 @@ export function validateGenerateRequest(
   input: GenerateRequest,
   /** The end user charged: the input's, or the one a client token implies. */
   userId: string | null,
+  /** The end user's tier, which bounds the models it may use; PRO when not known. */
+  tier: Tier = DEFAULT_TIER,
 ): NormalizedRequest {
   assertStorableText("prompt", input.prompt);
   assertStorableText("negativePrompt", input.negativePrompt);
@@ -73,7 +82,11 @@ export function validateGenerateRequest(
     throw new BadInputError("quality", "must be an integer from 1 to 10");
   }
 
-  const model = resolveModel(catalog, input);
+  if (input.contentType != null && !CONTENT_TYPES.includes(input.contentType as ContentType)) {
+    throw new BadInputError("contentType", `must be one of ${CONTENT_TYPES.join(", ")}`);
+  }
+
+  const model = resolveModel(catalog, input, tier);
   const fallbackModels = (input.fallbackModels ?? []).map((name, i) => {
     const m = catalog.get(name);
     if (!m) throw new BadInputError(`fallbackModels[${i}]`, `unknown model "${name}"`);
@@ -83,6 +96,7 @@ export function validateGenerateRequest(
         `model "${name}" does not produce ${input.mediaType}`,
       );
     }
+    assertTierAllows(catalog, m, tier, `fallbackModels[${i}]`);
     return name;
   });
   if (fallbackModels.length > 5) throw new BadInputError("fallbackModels", "at most 5 models");
@@ -173,7 +187,12 @@ export function validateGenerateRequest(
   };
 }
 
-function resolveModel(catalog: ModelCatalog, input: GenerateRequest): ModelDefinition {
+/**
+ * The model named (by name or alias), else the one the selection policy picks. A named
+ * model is taken as asked, deprecated or not and whatever the content type, except that
+ * the tier's ceiling holds: FREE cannot name its way into a class it does not include.
+ */
+function resolveModel(catalog: ModelCatalog, input: GenerateRequest, tier: Tier): ModelDefinition {
   if (input.model != null) {
     const model = catalog.get(input.model);
     if (!model) throw new BadInputError("model", `unknown model "${input.model}"`);
@@ -183,11 +202,32 @@ function resolveModel(catalog: ModelCatalog, input: GenerateRequest): ModelDefin
         `model "${model.name}" produces ${model.mediaType}, not ${input.mediaType}`,
       );
     }
+    assertTierAllows(catalog, model, tier, "model");
     return model;
   }
-  const selected = selectModel(catalog, input.mediaType, input.quality ?? undefined);
+  const selected = selectModel(catalog, {
+    mediaType: input.mediaType,
+    quality: input.quality ?? undefined,
+    contentType: (input.contentType ?? undefined) as ContentType | undefined,
+    tier,
+  });
   if (!selected) throw new BadInputError("mediaType", `no model available for ${input.mediaType}`);
   return selected;
+}
+
+function assertTierAllows(
+  catalog: ModelCatalog,
+  model: ModelDefinition,
+  tier: Tier,
+  field: string,
+): void {
+  const ceiling = tierCeiling(catalog, model.mediaType, tier);
+  if (model.quality > ceiling) {
+    throw new BadInputError(
+      field,
+      `model "${model.name}" is in the ${qualityClass(model.quality)} class, above what the ${tier} tier includes (${qualityClass(ceiling)})`,
+    );
+  }
 }
 
 function validateSize(

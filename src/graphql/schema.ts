@@ -6,6 +6,7 @@ import { DateTimeResolver } from "graphql-scalars";
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from "graphql";
 import { buildSchema } from "type-graphql";
 import { AuthResolver } from "./resolvers/auth.resolver";
+import { CatalogResolver } from "./resolvers/catalog.resolver";
 import { CallbackResolver } from "./resolvers/callback.resolver";
 import { GenerationResolver } from "./resolvers/generation.resolver";
 import { ProviderHealthResolver } from "./resolvers/provider-health.resolver";
@@ -17,6 +18,7 @@ export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
       BudgetResolver,
       CacheResolver,
       CallbackResolver,
+      CatalogResolver,
       GenerationResolver,
       ProviderHealthResolver,
       UsageResolver,

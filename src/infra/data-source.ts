@@ -8,6 +8,7 @@ import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
 import { Callbacks1764290000000 } from "../../migrations/1764290000000-callbacks";
 import { ProviderWebhooks1764290000001 } from "../../migrations/1764290000001-provider-webhooks";
 import { Cache1764300000000 } from "../../migrations/1764300000000-cache";
+import { ModelCatalog1764320000000 } from "../../migrations/1764320000000-model-catalog";
 import { Budgets1764320000003 } from "../../migrations/1764320000003-budgets";
 
 export const MIGRATIONS = [
@@ -15,6 +16,7 @@ export const MIGRATIONS = [
   Callbacks1764290000000,
   ProviderWebhooks1764290000001,
   Cache1764300000000,
+  ModelCatalog1764320000000,
   Budgets1764320000003,
 ];
 

@@ -15,6 +15,15 @@ import { WaveSpeedAdapter } from "./wavespeed";
 /** Names of the simulated providers, in preference order (the catalog routes sim models to them). */
 export const SIMULATED_PROVIDERS = ["simulated", "simulated-2", "simulated-3"] as const;
 
+/** Every provider name a deployment can have: what a catalog route may name. */
+export const PROVIDER_NAMES: readonly string[] = [
+  ...SIMULATED_PROVIDERS,
+  "replicate",
+  "fal",
+  "wavespeed",
+  "openai",
+];
+
 export function createProviderRegistry(config: Config): ProviderRegistry {
   const adapters: ProviderAdapter[] = [];
   if (config.SIM_PROVIDER_URL) {

@@ -325,6 +325,38 @@ describe("budgets: race-free reservations, settlement, warnings", () => {
     expect(res.data!.setBudget).toMatchObject({ tier: "ENTERPRISE", limitUsd: 250 });
   });
 
+  it("the user's tier bounds the model chosen and the models it may name", async () => {
+    const res = await gql(
+      server.url,
+      SET_BUDGET,
+      { userId: "free-user", limit: 5, tier: "FREE" },
+      acme.key,
+    );
+    expect(res.data!.setBudget.tier).toBe("FREE");
+    const chosen = await gql(
+      server.url,
+      `mutation($input: GenerateInput!) { generate(input: $input) { model } }`,
+      { input: { ...input("free-user", { quality: 9 }), model: undefined } },
+      acme.key,
+    );
+    expect(chosen.data!.generate.model).toBe("sim-image-fast");
+    const named = await gql(
+      server.url,
+      GENERATE,
+      { input: input("free-user", { model: "sim-image-pro" }) },
+      acme.key,
+    );
+    expect(errorCode(named)).toBe("BAD_USER_INPUT");
+    expect(JSON.stringify(named.errors)).toContain("model");
+    const pro = await gql(
+      server.url,
+      `mutation($input: GenerateInput!) { generate(input: $input) { model } }`,
+      { input: { ...input("pro-user", { quality: 9 }), model: undefined } },
+      acme.key,
+    );
+    expect(pro.data!.generate.model).toBe("sim-image-pro");
+  });
+
   it("refuses bad values and other accounts", async () => {
     const other = await partner(server, admin, "hooli");
     const cases: Array<[string, Record<string, unknown>, string, string]> = [

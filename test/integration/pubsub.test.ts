@@ -66,6 +66,16 @@ describe.each(makers)("%s pub/sub", (_name, make) => {
     await sub.return();
   });
 
+  it("carries catalog change notices", async () => {
+    const sub = b.subscribe(Topic.Catalog, "all");
+    await sub.ready;
+    const notice = { model: "flux-dev", at: new Date(0).toISOString() };
+    await a.publish(Topic.Catalog, "all", notice);
+    const { value } = await sub.next();
+    expect(value).toEqual(notice);
+    await sub.return();
+  });
+
   it("keeps topics and keys apart", async () => {
     const other = b.subscribe(Topic.Generation, "g2");
     const mine = b.subscribe(Topic.Generation, "g1");

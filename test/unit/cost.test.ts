@@ -49,13 +49,15 @@ describe("cost estimate", () => {
 
 describe("model selection", () => {
   it("picks the cheapest model that meets the quality asked for", () => {
-    expect(selectModel(catalog, "IMAGE", 3)?.name).toBe("sim-image-fast");
-    expect(selectModel(catalog, "IMAGE", 5)?.name).toBe("sim-image-standard");
-    expect(selectModel(catalog, "IMAGE", 9)?.name).toBe("sim-image-pro");
+    expect(selectModel(catalog, { mediaType: "IMAGE", quality: 3 })?.name).toBe("sim-image-fast");
+    expect(selectModel(catalog, { mediaType: "IMAGE", quality: 5 })?.name).toBe(
+      "sim-image-standard",
+    );
+    expect(selectModel(catalog, { mediaType: "IMAGE", quality: 9 })?.name).toBe("sim-image-pro");
   });
 
   it("falls back to the best model when none reaches the quality", () => {
-    expect(selectModel(catalog, "AUDIO", 10)?.name).toBe("sim-audio");
+    expect(selectModel(catalog, { mediaType: "AUDIO", quality: 10 })?.name).toBe("sim-audio");
   });
 
   it("never picks a deprecated model", () => {
@@ -63,6 +65,6 @@ describe("model selection", () => {
       { ...catalog.get("sim-image-fast")!, deprecated: true },
       catalog.get("sim-image-pro")!,
     ]);
-    expect(selectModel(c, "IMAGE", 1)?.name).toBe("sim-image-pro");
+    expect(selectModel(c, { mediaType: "IMAGE", quality: 1 })?.name).toBe("sim-image-pro");
   });
 });

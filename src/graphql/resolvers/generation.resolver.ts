@@ -10,17 +10,15 @@ import {
   Root,
   Subscription,
 } from "type-graphql";
-import { requireViewer } from "../../auth/viewer";
 import type { GenerationEventPayload } from "../../infra/pubsub/pubsub";
 import type { GraphQLContext } from "../context";
-import { GenerationStatus, MediaType } from "../types/enums";
+import { GenerationStatus } from "../types/enums";
 import { GenerateInput } from "../types/generate.input";
 import {
   CostEstimate,
   Generation,
   GenerationConnection,
   GenerationEvent,
-  ModelInfo,
   Output,
 } from "../types/generation.types";
 import { encodeCursor } from "../../generation/generation.service";
@@ -65,22 +63,6 @@ export class GenerationResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<CostEstimate> {
     return ctx.services.generations.estimate(ctx.viewer, input);
-  }
-
-  @Query(() => [ModelInfo])
-  models(
-    @Ctx() ctx: GraphQLContext,
-    @Arg("mediaType", () => MediaType, { nullable: true }) mediaType?: MediaType,
-  ): ModelInfo[] {
-    requireViewer(ctx.viewer);
-    return ctx.services.catalog.list(mediaType).map((m) => ({
-      name: m.name,
-      mediaType: m.mediaType as MediaType,
-      quality: m.quality,
-      baseCostUsd: m.pricing.baseUsd,
-      providers: m.routes.map((r) => r.provider),
-      deprecated: m.deprecated ?? false,
-    }));
   }
 
   @Mutation(() => Generation)

@@ -54,6 +54,11 @@ export enum UsageDimension {
   PROVIDER = "PROVIDER",
   USER = "USER",
 }
+export enum QualityClass {
+  ECONOMY = "ECONOMY",
+  STANDARD = "STANDARD",
+  PREMIUM = "PREMIUM",
+}
 
 registerEnumType(MediaType, { name: "MediaType" });
 registerEnumType(GenerationStatus, { name: "GenerationStatus" });
@@ -68,3 +73,7 @@ registerEnumType(CacheHitKind, { name: "CacheHitKind" });
 registerEnumType(CircuitState, { name: "CircuitState" });
 registerEnumType(Role, { name: "Role" });
 registerEnumType(UsageDimension, { name: "UsageDimension" });
+registerEnumType(QualityClass, {
+  name: "QualityClass",
+  description: "Model qualities 1-4 are ECONOMY, 5-7 STANDARD, 8-10 PREMIUM.",
+});

@@ -256,20 +256,9 @@ export class CostEstimate {
   estimatedSeconds?: number;
   @Field(() => CostBreakdown)
   breakdown: CostBreakdown;
-}
-
-@ObjectType()
-export class ModelInfo {
-  @Field()
-  name: string;
-  @Field(() => MediaType)
-  mediaType: MediaType;
-  @Field(() => Int)
-  quality: number;
-  @Field(() => Float)
-  baseCostUsd: number;
-  @Field(() => [String])
-  providers: string[];
-  @Field()
-  deprecated: boolean;
+  @Field(() => String, {
+    nullable: true,
+    description: "The provider whose price this is: the model's preferred one.",
+  })
+  provider?: string | null;
 }

@@ -16,6 +16,8 @@ export enum Topic {
   AccountGenerations = "account-generations",
   /** key: "all": every circuit transition of every provider */
   ProviderHealth = "provider-health",
+  /** key: "all": an operator changed the model catalog; every process reloads it */
+  Catalog = "catalog",
   /** key: "all": every alert raised */
   Alerts = "alerts",
   /** key: account id: the alerts about one account (its budgets) */
@@ -31,11 +33,19 @@ export interface GenerationEventPayload {
   generation: GenerationSnapshot;
 }
 
+/** The catalog changed in Postgres; the payload says what, the reload reads it all. */
+export interface CatalogChangedPayload {
+  /** The model that was created or edited. */
+  model: string;
+  at: string;
+}
+
 export interface TopicPayloads {
   [Topic.Generation]: GenerationEventPayload;
   [Topic.UserGenerations]: GenerationEventPayload;
   [Topic.AccountGenerations]: GenerationEventPayload;
   [Topic.ProviderHealth]: CircuitTransition;
+  [Topic.Catalog]: CatalogChangedPayload;
   [Topic.Alerts]: AlertRow;
   [Topic.AccountAlerts]: AlertRow;
 }
