@@ -218,4 +218,92 @@ describe("batching of BATCH-priority generations", () => {
       expect(rows[0].created_at.getTime() - oldest[0].at.getTime()).toBeGreaterThanOrEqual(300);
     });
   });
+
+  describe("two workers", () => {
+    it("never puts a generation in two batches nor sends one twice", async () => {
+      const overrides = { BATCH_SIZE: "4", BATCH_TIMEOUT_SECONDS: "0.3" };
+      const env = await createTestEnv();
+      const api = await startTestServer(env, { api: true, worker: false, overrides });
+      const workers = [
+        await startTestServer(env, { api: false, worker: true, overrides }),
+        await startTestServer(env, { api: false, worker: true, overrides }),
+      ];
+      const db = new Client({ connectionString: env.databaseUrl });
+      await db.connect();
+      cleanups.push(async () => {
+        await db.end();
+        for (const w of workers) await w.stop();
+        await api.stop();
+        await env.cleanup();
+      });
+      const key = (await partner(api, await adminKey(api))).key;
+      const socket = wsClient(api.url, key);
+      sockets.push(socket);
+
+      const ids = await Promise.all(
+        Array.from({ length: 22 }, async (_, i) => {
+          const res = await gql(
+            api.url,
+            GENERATE,
+            {
+              input: {
+                userId: `u-${i % 3}`,
+                mediaType: "IMAGE",
+                model: "sim-image-fast",
+                prompt: `lantern number ${i}`,
+                width: 64,
+                height: 64,
+                priority: "BATCH",
+                cache: "BYPASS",
+              },
+            },
+            key,
+          );
+          expect(res.data?.generate.status).toBe("BATCHED");
+          return res.data!.generate.id as string;
+        }),
+      );
+      // Both workers' collectors race over the same rows, besides the wake-up jobs.
+      await Promise.all([
+        ...workers.map((w) => w.app.reconciler.runOnce()),
+        ...workers.map((w) => w.app.reconciler.runOnce()),
+      ]);
+      const results = await Promise.all(
+        ids.map(async (id) => {
+          const sub = socket.subscribe<Watched>(WATCH, { id });
+          const last = await sub.until((m) => FINAL.has(m.generationUpdated.generation.status));
+          sub.stop();
+          return last.generationUpdated.generation;
+        }),
+      );
+      expect(results.every((g) => g.status === "SUCCEEDED")).toBe(true);
+      // One attempt each, all in a batch.
+      for (const g of results) {
+        expect(g.attempts).toHaveLength(1);
+        expect(g.attempts[0]!.batchId).toEqual(expect.any(String));
+      }
+      const { rows: members } = await db.query(
+        `SELECT generation_id, count(*)::int AS n FROM attempts GROUP BY generation_id`,
+      );
+      expect(members).toHaveLength(22);
+      expect(members.every((m) => m.n === 1)).toBe(true);
+
+      // What the provider was sent: the simulated batch id carries its items' custom ids.
+      const { rows: batches } = await db.query(
+        `SELECT size, provider_batch_id FROM batches WHERE provider_batch_id IS NOT NULL`,
+      );
+      expect(batches.reduce((n, b) => n + b.size, 0)).toBe(22);
+      const sent = batches.flatMap((b) =>
+        (
+          JSON.parse(
+            Buffer.from((b.provider_batch_id as string).slice(5), "base64url").toString(),
+          ) as { items: Array<{ c: string }> }
+        ).items.map((item) => item.c),
+      );
+      expect(sent).toHaveLength(22);
+      expect(new Set(sent)).toEqual(new Set(ids.map((id) => `${id}.1`)));
+      // Never more than BATCH_SIZE in one batch.
+      expect(batches.every((b) => b.size >= 1 && b.size <= 4)).toBe(true);
+    });
+  });
 });
