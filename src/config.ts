@@ -72,6 +72,12 @@ const schema = z.object({
   MAX_QUEUED_PER_PRIORITY: intFrom(1, 10000000).default(10000),
   /** With webhooks, how often a status check still runs in case one is lost. */
   WEBHOOK_BACKSTOP_POLL_MS: intFrom(1000, 3600000).default(60000),
+  /**
+   * BATCH-priority generations wait (BATCHED) until this many for one model and provider are
+   * waiting, or the oldest has waited BATCH_TIMEOUT_SECONDS; then they go out as one batch.
+   */
+  BATCH_SIZE: intFrom(1, 1000).default(50),
+  BATCH_TIMEOUT_SECONDS: z.coerce.number().min(0.05).max(86400).default(60),
   OUTPUT_URL_TTL_SECONDS: intFrom(60, 30 * 86400).default(86400),
   SHUTDOWN_TIMEOUT_SECONDS: z.coerce.number().min(0).max(600).default(25),
   /** Providers: each turns on when its key is set. Base URLs are for tests and proxies. */

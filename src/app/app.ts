@@ -25,6 +25,8 @@ import { GenerationSubscriptions } from "../generation/generation.subscriptions"
 import { OutputStoreService } from "../generation/output-store.service";
 import { ProviderWebhookService } from "../generation/provider-webhooks.service";
 import { Reconciler } from "../generation/reconciler";
+import { BatchProcessor } from "../generation/batch.processor";
+import { BatchRepository } from "../generation/batch.repository";
 import { InMemoryKeyValueStore } from "../infra/kv/in-memory.kv";
 import type { KeyValueStore } from "../infra/kv/key-value";
 import { RedisKeyValueStore } from "../infra/kv/redis.kv";
@@ -44,7 +46,7 @@ import type { PubSub } from "../infra/pubsub/pubsub";
 import { RedisPubSub } from "../infra/pubsub/redis.pubsub";
 import { BullMqDriver } from "../infra/queue/bullmq.driver";
 import { InProcessQueueDriver } from "../infra/queue/in-process.driver";
-import type { QueueConsumer, QueueDriver } from "../infra/queue/queue.driver";
+import type { Job, QueueConsumer, QueueDriver } from "../infra/queue/queue.driver";
 import { createRedis, redisOptions } from "../infra/redis";
 import { createProviderRegistry } from "../providers";
 import { LocalObjectStore, OutputUrlSigner, type ObjectStore } from "../storage/object-store";
@@ -264,6 +266,8 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     events,
     logger.child({ component: "webhooks" }),
   );
+  /** Built with the worker; the reconciler runs only there. */
+  let batches: BatchProcessor | undefined;
   const reconciler = new Reconciler(
     repo,
     generationQueue,
@@ -275,10 +279,12 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     logger.child({ component: "reconciler" }),
     callbacks,
     cache,
+    { reconcile: () => batches?.reconcile() ?? Promise.resolve(0) },
   );
 
   let consumer: QueueConsumer | undefined;
   if (roles.worker) {
+    const availability = new ModelAvailability(kv);
     const processor = new GenerationProcessor(
       repo,
       generationQueue,
@@ -288,7 +294,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       new OutputStoreService(objects),
       callbacks,
       breaker,
-      new ModelAvailability(kv),
+      availability,
       providerHealth,
       cache,
       alerts,
@@ -303,7 +309,29 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       },
       logger.child({ component: "worker" }),
     );
-    consumer = queue.consume(processor.handle, {
+    const batchProcessor = new BatchProcessor(
+      new BatchRepository(db.dataSource),
+      generationQueue,
+      events,
+      catalog,
+      providers,
+      breaker,
+      availability,
+      processor,
+      {
+        batchSize: config.BATCH_SIZE,
+        timeoutSeconds: config.BATCH_TIMEOUT_SECONDS,
+        pollMinMs: config.POLL_MIN_MS,
+        pollMaxMs: config.POLL_MAX_MS,
+        staleSeconds: config.RECONCILE_STALE_SECONDS,
+        maxWaitMs: config.MAX_GENERATION_SECONDS * 1000,
+      },
+      logger.child({ component: "batches" }),
+    );
+    batches = batchProcessor;
+    const handle = (job: Job) =>
+      BatchProcessor.JOBS.has(job.name) ? batchProcessor.handle(job) : processor.handle(job);
+    consumer = queue.consume(handle, {
       concurrency: config.WORKER_CONCURRENCY,
       lockMs: config.QUEUE_LOCK_MS,
     });

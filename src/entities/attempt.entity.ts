@@ -39,6 +39,10 @@ export class AttemptEntity {
   @Column("text", { name: "poll_job_id", nullable: true })
   pollJobId: string | null;
 
+  /** The provider batch this attempt rides in; null for a request of its own. */
+  @Column("uuid", { name: "batch_id", nullable: true })
+  batchId: string | null;
+
   @Column("text", { nullable: true })
   error: string | null;
 

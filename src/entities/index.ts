@@ -1,6 +1,7 @@
 export * from "./account.entity";
 export * from "./api-key.entity";
 export * from "./attempt.entity";
+export * from "./batch.entity";
 export * from "./budget-period.entity";
 export * from "./callback-delivery.entity";
 export * from "./end-user.entity";
@@ -10,6 +11,7 @@ export * from "./usage-record.entity";
 import { AccountEntity } from "./account.entity";
 import { ApiKeyEntity } from "./api-key.entity";
 import { AttemptEntity } from "./attempt.entity";
+import { BatchEntity } from "./batch.entity";
 import { BudgetPeriodEntity } from "./budget-period.entity";
 import { CallbackDeliveryEntity } from "./callback-delivery.entity";
 import { EndUserEntity } from "./end-user.entity";
@@ -22,6 +24,7 @@ export const ENTITIES = [
   EndUserEntity,
   GenerationEntity,
   AttemptEntity,
+  BatchEntity,
   BudgetPeriodEntity,
   UsageRecordEntity,
   CallbackDeliveryEntity,

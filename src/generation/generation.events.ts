@@ -20,6 +20,8 @@ export interface AttemptSnapshot {
   endedAt: string | null;
   durationMs: number | null;
   costUsd: number | null;
+  /** The provider batch the attempt was sent in; null for a request of its own. */
+  batchId: string | null;
 }
 
 /**
@@ -106,6 +108,7 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
         endedAt: iso(a.endedAt),
         durationMs: a.durationMs,
         costUsd: a.costUsd,
+        batchId: a.batchId ?? null,
       })),
     version: g.version,
     createdAt: iso(g.createdAt)!,

@@ -157,6 +157,8 @@ export class GenerationProcessor {
     const found = await this.repo.findAttempt(generationId, attemptNumber);
     if (!found || found.generation.status !== "PROCESSING" || found.attempt.status !== "RUNNING")
       return;
+    // An attempt inside a provider batch is driven by the batch's own status checks.
+    if (found.attempt.batchId) return;
     const { generation, attempt } = found;
     const adapter = this.providers.get(attempt.provider);
     if (!adapter) {
@@ -231,6 +233,29 @@ export class GenerationProcessor {
       return schedule(state.pollAfterMs);
     }
     return this.finish(generationId, attemptNumber, adapter, generation.mediaType, state);
+  }
+
+  /**
+   * Ends an attempt with the provider's final state through the same paths as a polled job
+   * (outputs stored, `repo.succeed` or a retry / `repo.failAttempt`): how batch results are
+   * fanned out to their generations.
+   */
+  async settleAttempt(
+    generationId: string,
+    attemptNumber: number,
+    provider: string,
+    mediaType: MediaType,
+    state: FinishedJobState,
+  ): Promise<void> {
+    const adapter = this.providers.get(provider);
+    if (!adapter) {
+      return this.attemptFailed(
+        generationId,
+        attemptNumber,
+        new ProviderError(`provider ${provider} is not configured`, "NO_PROVIDER", true),
+      );
+    }
+    return this.finish(generationId, attemptNumber, adapter, mediaType, state);
   }
 
   private async finish(
@@ -430,7 +455,9 @@ export class GenerationProcessor {
   /**
    * Priced as the model that produced it (a fallback model may cost more or less), at the
    * price of the provider that served it. A model the catalog no longer shows keeps the
-   * estimate the generation was accepted with.
+   * estimate the generation was accepted with. The batch discount is the provider's, for
+   * requests sent through its batch API (whose results come priced); a BATCH generation that
+   * ran as a request of its own paid the full price.
    */
   private catalogCost(
     g: GenerationSnapshot,
@@ -442,7 +469,7 @@ export class GenerationProcessor {
       width: g.width ?? undefined,
       height: g.height ?? undefined,
       durationSeconds: g.durationSeconds ?? undefined,
-      priority: g.priority,
+      priority: g.priority === "BATCH" ? "STANDARD" : g.priority,
       provider: attempt?.provider,
     }).estimatedCostUsd;
   }

@@ -57,6 +57,45 @@ export class GenerationQueue {
     );
   }
 
+  /**
+   * A collector pass after `delayMs`. The key makes repeated wake-ups for the same cause (one
+   * new BATCHED row, one group's deadline) a single job.
+   */
+  collectBatches(key: string, delayMs = 0): Promise<void> {
+    return this.driver.add(
+      "batch-collect",
+      { generationId: "" },
+      { jobId: `collect-${key}`, delayMs, priority: PRIORITY_RANK.BATCH },
+    );
+  }
+
+  /** Sends a collected batch to its provider; the first job's id is derived from the batch. */
+  submitBatch(batchId: string, delayMs = 0, retry = false): Promise<void> {
+    return this.driver.add(
+      "batch-submit",
+      { generationId: "", batchId },
+      {
+        jobId: retry
+          ? `batch-${batchId}-s${randomBytes(6).toString("base64url")}`
+          : `batch-${batchId}-s`,
+        delayMs,
+      },
+    );
+  }
+
+  hasBatchSubmit(batchId: string): Promise<boolean> {
+    return this.driver.has(`batch-${batchId}-s`);
+  }
+
+  /** A fresh id for the batch's next status check; recorded on the batch before it is enqueued. */
+  batchPollJobId(batchId: string): string {
+    return `batch-${batchId}-p${randomBytes(6).toString("base64url")}`;
+  }
+
+  pollBatch(batchId: string, delayMs: number, jobId: string): Promise<void> {
+    return this.driver.add("batch-poll", { generationId: "", batchId }, { jobId, delayMs });
+  }
+
   has(jobId: string): Promise<boolean> {
     return this.driver.has(jobId);
   }

@@ -143,7 +143,12 @@ export class GenerationRepository {
    * Postgres. Racing identical requests are settled by the unique index on unfinished
    * in-flight keys: the loser retries and joins the winner.
    */
-  async createQueued(input: NewGeneration, cacheTtlMs: number): Promise<CreateOutcome> {
+  async createQueued(
+    input: NewGeneration,
+    cacheTtlMs: number,
+    /** BATCHED for BATCH priority: it waits for the batch collector instead of a submit job. */
+    status: "QUEUED" | "BATCHED" = "QUEUED",
+  ): Promise<CreateOutcome> {
     for (let round = 1; ; round++) {
       try {
         return await this.db.transaction(async (m): Promise<CreateOutcome> => {
@@ -168,7 +173,7 @@ export class GenerationRepository {
             reservedUsd: input.estimatedCostUsd,
             budgetPeriod: budget.period,
             endUserId,
-            status: "QUEUED",
+            status,
             progress: 0,
             outputs: [],
             cached: false,
@@ -845,6 +850,8 @@ export class GenerationRepository {
          FROM generations g
          LEFT JOIN attempts a ON a.generation_id = g.id AND a.status = 'RUNNING'
         WHERE g.status IN ('QUEUED', 'PROCESSING') AND g.inflight_of IS NULL
+          -- An attempt inside a provider batch is the batch's to drive (BatchProcessor.reconcile).
+          AND a.batch_id IS NULL
           AND g.updated_at < now() - make_interval(secs => $1)
         ORDER BY g.updated_at
         LIMIT $2`,

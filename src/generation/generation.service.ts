@@ -105,6 +105,7 @@ export class GenerationService {
     }
     await this.admission.admitToQueue(req.priority);
     const quote = await this.quote(req.model, req.params, req.priority);
+    const batched = req.priority === "BATCH";
     const outcome = await this.repo.createQueued(
       {
         ...row,
@@ -112,6 +113,7 @@ export class GenerationService {
         estimatedSeconds: quote.estimatedSeconds,
       },
       this.cache.ttlMs,
+      batched ? "BATCHED" : "QUEUED",
     );
     if (!outcome.created) return outcome.generation;
     const generation = outcome.generation;
@@ -119,7 +121,7 @@ export class GenerationService {
     if (row.inflightKey) this.metrics.cacheLookup("INFLIGHT", outcome.served === "INFLIGHT", 0);
     this.metrics.generationCreated(
       generation.model,
-      generation.status as "QUEUED",
+      generation.status as "QUEUED" | "BATCHED",
       generation.cached,
     );
     if (outcome.served === "EXACT") {
@@ -128,7 +130,9 @@ export class GenerationService {
     }
     if (outcome.served === "QUEUED") {
       try {
-        await this.queue.submit(generation.id, generation.priority);
+        // A BATCHED row waits for the collector: this wakes it to count the group again.
+        if (batched) await this.queue.collectBatches(generation.id);
+        else await this.queue.submit(generation.id, generation.priority);
       } catch (err) {
         // The row is the source of truth: the reconciler enqueues it once the queue is back.
         this.logger.error(

@@ -33,6 +33,8 @@ export class Reconciler {
     private readonly callbacks?: { requeueDue(): Promise<number> },
     /** Expired semantic-cache rows are filtered out of lookups; this deletes them. */
     private readonly cache?: { sweepExpired(): Promise<number> },
+    /** Batches: due groups collected, lost submit and status-check jobs put back. */
+    private readonly batches?: { reconcile(): Promise<number> },
   ) {}
 
   start(): void {
@@ -68,6 +70,7 @@ export class Reconciler {
       else await this.repo.touch(g.id);
     }
     if (this.callbacks) requeued += await this.callbacks.requeueDue();
+    if (this.batches) requeued += await this.batches.reconcile();
     if (this.cache) {
       const swept = await this.cache.sweepExpired();
       if (swept > 0) this.logger.info({ swept }, "expired semantic cache entries deleted");

@@ -104,6 +104,49 @@ export interface ProviderAdapter {
    * when it is not the whole id. @defaultValue the id itself
    */
   webhookKey?(providerJobId: string): string;
+  /** The provider's batch API, where it has one (BATCH-priority generations use it). */
+  readonly batch?: ProviderBatchApi;
+}
+
+/** One request of a batch; its result comes back under `customId`. */
+export interface BatchItem {
+  customId: string;
+  request: ProviderRequest;
+}
+
+export type BatchState =
+  | {
+      status: "pending";
+      /** How many items have finished so far, when the provider says. */
+      finished?: number;
+      pollAfterMs?: number;
+    }
+  /**
+   * Every item has a final state, or never will: an item missing from `results` (a batch that
+   * expired or was cancelled with work left) did not run and may be tried again elsewhere.
+   */
+  | { status: "completed"; results: Map<string, FinishedJobState> }
+  /** The provider refused or lost the batch as a whole: none of its items ran. */
+  | { status: "failed"; error: ProviderError };
+
+/**
+ * A provider's batch API, modelled on OpenAI's Batch: many requests sent at once, each named
+ * by a custom id, answered together later at a discount. The contract: `submit` with the same
+ * `idempotencyKey` creates the batch at most once, however often it is called (a worker that
+ * died between the provider's answer and recording it calls again); `getStatus` is side-effect
+ * free. Left out: cancelling a batch (one canceled generation does not cancel its batch; its
+ * result is simply not used) and partial results before the batch completes.
+ */
+export interface ProviderBatchApi {
+  /** Fraction of the synchronous price a batched request costs less (0.5: half price). */
+  readonly discount: number;
+  /** Most items one batch may hold. */
+  readonly maxItems: number;
+  submit(
+    items: BatchItem[],
+    opts: { model: string; idempotencyKey: string },
+  ): Promise<{ providerBatchId: string; pollAfterMs?: number }>;
+  getStatus(providerBatchId: string): Promise<BatchState>;
 }
 
 /** Stable codes the worker and clients see. */

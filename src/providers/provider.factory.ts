@@ -5,6 +5,7 @@ import type { ProviderAdapter } from "./provider.adapter";
 import { ProviderRegistry } from "./provider.registry";
 import { ReplicateAdapter } from "./replicate";
 import { SimulatedProviderAdapter } from "./simulated/simulated.adapter";
+import { SimServerAdapter } from "./simulated/sim-server.adapter";
 import { WaveSpeedAdapter } from "./wavespeed";
 
 /**
@@ -30,7 +31,7 @@ export function createProviderRegistry(config: Config): ProviderRegistry {
     // Several servers (comma-separated) are several providers: simulated, simulated-2, ...
     config.SIM_PROVIDER_URL.split(",").forEach((url, i) => {
       adapters.push(
-        new ReplicateAdapter({
+        new SimServerAdapter({
           name: SIMULATED_PROVIDERS[i]!,
           baseUrl: `${url.trim().replace(/\/+$/, "")}/v1`,
           apiToken: config.SIM_PROVIDER_TOKEN!,

@@ -24,6 +24,20 @@ describe("configuration", () => {
     ).toThrow(/at least 32 characters/);
   });
 
+  it("batches 50 generations or after 60 s by default, and refuses sizes and timeouts out of range", () => {
+    const c = loadConfig({});
+    expect(c.BATCH_SIZE).toBe(50);
+    expect(c.BATCH_TIMEOUT_SECONDS).toBe(60);
+    expect(loadConfig({ BATCH_SIZE: "3", BATCH_TIMEOUT_SECONDS: "0.2" })).toMatchObject({
+      BATCH_SIZE: 3,
+      BATCH_TIMEOUT_SECONDS: 0.2,
+    });
+    expect(() => loadConfig({ BATCH_SIZE: "0" })).toThrow(/BATCH_SIZE/);
+    expect(() => loadConfig({ BATCH_SIZE: "2.5" })).toThrow(/BATCH_SIZE/);
+    expect(() => loadConfig({ BATCH_TIMEOUT_SECONDS: "0.01" })).toThrow(/BATCH_TIMEOUT_SECONDS/);
+    expect(() => loadConfig({ BATCH_TIMEOUT_SECONDS: "soon" })).toThrow(/BATCH_TIMEOUT_SECONDS/);
+  });
+
   it("refuses polling bounds that cross", () => {
     expect(() => loadConfig({ POLL_MIN_MS: "5000", POLL_MAX_MS: "100" })).toThrow(/POLL_MIN_MS/);
   });

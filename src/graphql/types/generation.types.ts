@@ -54,6 +54,11 @@ export class Attempt {
   durationMs?: number | null;
   @Field(() => Float, { nullable: true })
   costUsd?: number | null;
+  @Field(() => ID, {
+    nullable: true,
+    description: "The provider batch this attempt was sent in (BATCH priority); null otherwise.",
+  })
+  batchId?: string | null;
 }
 
 @ObjectType()

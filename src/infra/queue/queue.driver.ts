@@ -4,10 +4,14 @@
  * it). Deliberately left out: job results, progress and retries: the domain records those in
  * its own rows, and a job that throws is simply dropped (logged) after the driver's own attempt.
  */
-export type JobName = "submit" | "poll" | "callback" | "alert";
+export type JobName =
+  "submit" | "poll" | "callback" | "alert" | "batch-collect" | "batch-submit" | "batch-poll";
 
 export interface JobData {
+  /** The generation the step is about; empty for batch steps. */
   generationId: string;
+  /** For `batch-submit` and `batch-poll`: the batch. */
+  batchId?: string;
   /** For `poll`: the attempt being watched. */
   attempt?: number;
   /** For `poll`: a single status check (a webhook's nudge) that schedules no next one. */

@@ -316,7 +316,7 @@ function createEndpoint(name: string, model: string): { path: string; version?: 
  * `negative_prompt` or `width` to a model without them is harmless. FLUX models prefer
  * `aspect_ratio`; width and height are kept because they are exact and widely accepted.
  */
-function replicateInput(req: ProviderRequest): Record<string, unknown> {
+export function replicateInput(req: ProviderRequest): Record<string, unknown> {
   const input: Record<string, unknown> = { prompt: req.prompt, seed: req.seed };
   if (req.negativePrompt) input.negative_prompt = req.negativePrompt;
   if (req.width !== undefined) input.width = req.width;

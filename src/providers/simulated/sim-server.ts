@@ -18,6 +18,12 @@
  *   by `webhook_events_filter` (all four when it is absent); `output` and `logs` at most once
  *   per 500 ms; signed per Standard Webhooks; retried with backoff.
  *
+ * Beyond Replicate (which has none), a batch API modelled on OpenAI's Batch, at half the price:
+ * `POST /v1/batches {model, items: [{custom_id, input}]}` (an `Idempotency-Key` header makes a
+ * repeated create answer the batch it created first), `GET /v1/batches[/{id}]` with
+ * `status` (`in_progress`, `completed`) and `request_counts`, and `GET /v1/batches/{id}/results`,
+ * one result per custom id. Each item runs exactly as the same prediction would on its own.
+ *
  * Deliberately left out: deployments, trainings, `Cancel-After`, streaming, pagination of the
  * list, and persistence. Predictions live in this process's memory (a restart forgets them)
  * and are dropped an hour after they finish, as Replicate drops inputs and outputs.
@@ -266,6 +272,17 @@ interface SimPrediction {
   /** `Prefer: wait` requests to wake when the prediction is canceled. */
   waiters: Set<() => void>;
 }
+
+/** A batch: its items are predictions of their own, created together, without webhooks. */
+interface SimBatch {
+  id: string;
+  model: SimModelName;
+  createdAt: number;
+  idempotencyKey: string | null;
+  items: { customId: string; predictionId: string }[];
+}
+
+const MAX_BATCH_ITEMS = 1000;
 
 /**
  * Lays out a prediction's course: a `starting` slice (cold boot), then one slice per progress
@@ -727,6 +744,8 @@ class SimProvider {
   private publicUrl = "";
   private readonly server: Server;
   private readonly predictions = new Map<string, SimPrediction>();
+  private readonly batches = new Map<string, SimBatch>();
+  private readonly batchesByKey = new Map<string, string>();
   private readonly files = new Map<string, RenderedMedia>();
   private readonly signer: Webhook;
   private readonly tokenDigest: Buffer;
@@ -835,6 +854,28 @@ class SimProvider {
     }
 
     if (!this.authorized(req)) return this.unauthenticated(res);
+
+    if (path === "/v1/batches") {
+      if (method === "POST") return this.createBatch(req, res);
+      if (method === "GET") {
+        const now = Date.now();
+        const data = [...this.batches.values()].map((b) => this.batchView(b, now));
+        return sendJson(res, 200, { object: "list", data });
+      }
+      return methodNotAllowed(res, method);
+    }
+    const batchRoute = /^\/v1\/batches\/([^/]+)(\/results)?$/.exec(path);
+    if (batchRoute) {
+      if (method !== "GET") return methodNotAllowed(res, method);
+      const batch = this.batches.get(batchRoute[1]!);
+      if (!batch) return notFound(res);
+      const now = Date.now();
+      return sendJson(
+        res,
+        200,
+        batchRoute[2] ? this.batchResults(batch, now) : this.batchView(batch, now),
+      );
+    }
 
     const modelRoute = /^\/v1\/models\/([^/]+)\/([^/]+)\/predictions$/.exec(path);
     if (modelRoute) {
@@ -950,10 +991,26 @@ class SimProvider {
     const r = parsed.request;
     const b = this.currentBehaviour;
     // Models on Replicate draw a seed when none is given and log it; so does this one.
+    const now = Date.now();
+    const p = this.newPrediction(r, b, now);
+    this.predictions.set(p.id, p);
+    if (p.webhook && p.events.size > 0) this.scheduleWebhooks(p);
+
+    const waitSeconds = preferWaitSeconds(req);
+    if (waitSeconds !== undefined) {
+      // +2 ms: timers may fire a hair before their time, and the answer must be the final one.
+      const until = Math.min(now + waitSeconds * 1000, settledAt(p) + 2);
+      await this.sleep(until - Date.now(), p.waiters);
+      if (this.closed) return;
+    }
+    sendJson(res, 201, this.view(p, Date.now()));
+  }
+
+  private newPrediction(r: CreateRequest, b: SimBehaviour, now: number): SimPrediction {
+    // Models on Replicate draw a seed when none is given and log it; so does this one.
     const seed = r.seed ?? randomInt(0, 2 ** 31 - 1);
     const plan = simPlan(r.prompt, seed, b);
-    const now = Date.now();
-    const p: SimPrediction = {
+    return {
       id: newPredictionId(),
       model: r.model,
       input: r.input,
@@ -974,17 +1031,98 @@ class SimProvider {
       pumping: false,
       waiters: new Set(),
     };
-    this.predictions.set(p.id, p);
-    if (p.webhook && p.events.size > 0) this.scheduleWebhooks(p);
+  }
 
-    const waitSeconds = preferWaitSeconds(req);
-    if (waitSeconds !== undefined) {
-      // +2 ms: timers may fire a hair before their time, and the answer must be the final one.
-      const until = Math.min(now + waitSeconds * 1000, settledAt(p) + 2);
-      await this.sleep(until - Date.now(), p.waiters);
-      if (this.closed) return;
+  // --- batches ---------------------------------------------------------------------------
+
+  private async createBatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req);
+    const key = (req.headers["idempotency-key"] as string | undefined)?.trim() || null;
+    const known = key ? this.batchesByKey.get(key) : undefined;
+    if (known && this.batches.has(known)) {
+      return sendJson(res, 200, this.batchView(this.batches.get(known)!, Date.now()));
     }
-    sendJson(res, 201, this.view(p, Date.now()));
+    const invalid = (detail: string) =>
+      sendJson(res, 422, { title: "Invalid batch", detail, status: 422 });
+    if (!isObject(body)) return invalid("the body must be an object");
+    const model = body.model;
+    if (typeof model !== "string" || !isSimModel(model))
+      return invalid(`model must be one of ${Object.keys(SIM_MODELS).join(", ")}`);
+    const items = body.items;
+    if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH_ITEMS)
+      return invalid(`items must hold 1 to ${MAX_BATCH_ITEMS} requests`);
+    const requests: { customId: string; request: CreateRequest }[] = [];
+    const seen = new Set<string>();
+    for (const [i, item] of items.entries()) {
+      if (!isObject(item) || typeof item.custom_id !== "string" || !item.custom_id)
+        return invalid(`items[${i}].custom_id is required`);
+      if (seen.has(item.custom_id)) return invalid(`items[${i}].custom_id is repeated`);
+      seen.add(item.custom_id);
+      const parsed = parseCreate({ input: item.input }, model);
+      if (!parsed.ok) return sendJson(res, parsed.status, { ...parsed.body, item: i });
+      requests.push({ customId: item.custom_id, request: parsed.request });
+    }
+    const now = Date.now();
+    const b = this.currentBehaviour;
+    const batch: SimBatch = {
+      id: `batch_${newPredictionId()}`,
+      model,
+      createdAt: now,
+      idempotencyKey: key,
+      items: requests.map(({ customId, request }) => {
+        const p = this.newPrediction({ ...request, webhook: null }, b, now);
+        this.predictions.set(p.id, p);
+        return { customId, predictionId: p.id };
+      }),
+    };
+    this.batches.set(batch.id, batch);
+    if (key) this.batchesByKey.set(key, batch.id);
+    this.log.info({ batchId: batch.id, size: batch.items.length }, "sim-provider batch created");
+    sendJson(res, 200, this.batchView(batch, now));
+  }
+
+  private batchView(batch: SimBatch, at: number) {
+    let completed = 0;
+    let failed = 0;
+    let lastAt = batch.createdAt;
+    for (const item of batch.items) {
+      const p = this.predictions.get(item.predictionId);
+      const status = p ? statusAt(p, at) : "failed";
+      if (status === "succeeded") completed++;
+      else if (isTerminal(status)) failed++;
+      if (p && isTerminal(status)) lastAt = Math.max(lastAt, settledAt(p));
+    }
+    const done = completed + failed === batch.items.length;
+    return {
+      id: batch.id,
+      object: "batch",
+      model: batch.model,
+      status: done ? "completed" : "in_progress",
+      created_at: iso(batch.createdAt),
+      completed_at: done ? iso(lastAt) : null,
+      request_counts: { total: batch.items.length, completed, failed },
+      metadata: batch.idempotencyKey ? { idempotency_key: batch.idempotencyKey } : {},
+    };
+  }
+
+  /** One result per custom id: the item's prediction as it stands. */
+  private batchResults(batch: SimBatch, at: number) {
+    return {
+      object: "list",
+      data: batch.items.map((item) => {
+        const p = this.predictions.get(item.predictionId);
+        if (!p) {
+          return { custom_id: item.customId, status: "failed", output: null, error: "expired" };
+        }
+        const view = this.view(p, at);
+        return {
+          custom_id: item.customId,
+          status: view.status,
+          output: view.output,
+          error: view.error,
+        };
+      }),
+    };
   }
 
   private list(res: ServerResponse): void {
@@ -1072,6 +1210,12 @@ class SimProvider {
       if (settledAt(p) < horizon && !p.pumping && p.queue.length === 0) {
         this.predictions.delete(id);
         this.files.delete(id);
+      }
+    }
+    for (const [id, batch] of this.batches) {
+      if (batch.items.every((item) => !this.predictions.has(item.predictionId))) {
+        this.batches.delete(id);
+        if (batch.idempotencyKey) this.batchesByKey.delete(batch.idempotencyKey);
       }
     }
   }

@@ -1,7 +1,11 @@
 import type { MediaType } from "../../entities";
 import {
   ProviderError,
+  type BatchItem,
+  type BatchState,
+  type FinishedJobState,
   type ProviderAdapter,
+  type ProviderBatchApi,
   type ProviderJobState,
   type ProviderRequest,
   type SubmitResult,
@@ -46,10 +50,12 @@ interface SimJob {
 export class SimulatedProviderAdapter implements ProviderAdapter {
   readonly name = "simulated";
   readonly supportsWebhooks = false;
+  readonly batch: ProviderBatchApi;
   private readonly now: () => number;
 
   constructor(private readonly opts: SimulatedProviderOptions) {
     this.now = opts.now ?? Date.now;
+    this.batch = new SimulatedBatchApi(opts, this.now);
   }
 
   async submit(req: ProviderRequest): Promise<SubmitResult> {
@@ -97,6 +103,116 @@ export class SimulatedProviderAdapter implements ProviderAdapter {
 
   private stepMs(job: SimJob): number {
     return Math.max(1, Math.ceil(job.latency / this.opts.progressSteps));
+  }
+}
+
+/** One item of a simulated batch: the job, under its custom id. */
+interface SimBatchItem extends Omit<SimJob, "v" | "t"> {
+  c: string;
+  rejected?: true;
+}
+
+interface SimBatch {
+  v: 1;
+  t: number;
+  items: SimBatchItem[];
+}
+
+/**
+ * The simulated provider's batch API, shaped like OpenAI's Batch: items with custom ids, one
+ * status for the batch, a result per custom id, at half the price. The batch finishes when its
+ * slowest item would have; each item fails, is refused or succeeds exactly as the same request
+ * would on its own (`simPlan`). Stateless like the jobs: the batch id carries the batch, so
+ * submitting the same batch twice asks for nothing twice (nothing runs anywhere).
+ */
+export class SimulatedBatchApi implements ProviderBatchApi {
+  readonly discount = 0.5;
+  readonly maxItems = 1000;
+
+  constructor(
+    private readonly opts: SimulatedProviderOptions,
+    private readonly now: () => number,
+  ) {}
+
+  async submit(items: BatchItem[]): Promise<{ providerBatchId: string; pollAfterMs?: number }> {
+    const batch: SimBatch = {
+      v: 1,
+      t: this.now(),
+      items: items.map(({ customId, request: r }) => {
+        const plan = simPlan(r.prompt, r.seed, this.opts);
+        return {
+          c: customId,
+          latency: plan.latencyMs,
+          failAt: plan.failAt,
+          mediaType: r.mediaType,
+          prompt: r.prompt,
+          seed: r.seed,
+          w: r.width,
+          h: r.height,
+          d: r.durationSeconds,
+          ...(plan.rejected ? { rejected: true as const } : {}),
+        };
+      }),
+    };
+    return { providerBatchId: encodeBatch(batch), pollAfterMs: this.remainingMs(batch) };
+  }
+
+  async getStatus(providerBatchId: string): Promise<BatchState> {
+    const batch = decodeBatch(providerBatchId);
+    const elapsed = this.now() - batch.t;
+    const remaining = this.remainingMs(batch);
+    if (remaining > 0) {
+      return {
+        status: "pending",
+        finished: batch.items.filter((i) => i.rejected || i.latency <= elapsed).length,
+        pollAfterMs: remaining,
+      };
+    }
+    const results = new Map<string, FinishedJobState>();
+    for (const item of batch.items) {
+      if (item.rejected) {
+        results.set(item.c, {
+          status: "failed",
+          error: new ProviderError(
+            "prompt refused by the simulated provider",
+            "CONTENT_REFUSED",
+            false,
+          ),
+        });
+      } else if (item.failAt !== null) {
+        results.set(item.c, {
+          status: "failed",
+          error: new ProviderError("simulated provider failure", "PROVIDER_ERROR", true),
+        });
+      } else {
+        results.set(item.c, { status: "succeeded", outputs: [render({ ...item, v: 1, t: 0 })] });
+      }
+    }
+    return { status: "completed", results };
+  }
+
+  private remainingMs(batch: SimBatch): number {
+    const slowest = Math.max(0, ...batch.items.map((i) => (i.rejected ? 0 : i.latency)));
+    return Math.max(0, batch.t + slowest - this.now());
+  }
+}
+
+function encodeBatch(batch: SimBatch): string {
+  return `simb_${Buffer.from(JSON.stringify(batch)).toString("base64url")}`;
+}
+
+function decodeBatch(id: string): SimBatch {
+  try {
+    if (!id.startsWith("simb_")) throw new Error("prefix");
+    const batch = JSON.parse(Buffer.from(id.slice(5), "base64url").toString("utf8")) as SimBatch;
+    if (batch.v !== 1 || !Array.isArray(batch.items)) throw new Error("version");
+    return batch;
+  } catch {
+    throw new ProviderError(
+      `unknown simulated batch ${id.slice(0, 24)}`,
+      "PROVIDER_JOB_NOT_FOUND",
+      false,
+    );
   }
 }
 
