@@ -63,3 +63,25 @@ function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/**
+ * What to hold against a budget for a request: the dearest place its fallback chain could
+ * end up (a fallback model or provider may cost more than the first choice), at the full
+ * price (a BATCH request may run as a plain one). The charge at completion is then never
+ * more than what was held, so spending can never pass the limit.
+ */
+export function worstCaseCost(
+  chain: ReadonlyArray<{ model: ModelDefinition; route: { provider: string } }>,
+  params: { width?: number; height?: number; durationSeconds?: number },
+): number {
+  let worst = 0;
+  for (const { model, route } of chain) {
+    const { estimatedCostUsd } = estimateCost(model, {
+      ...params,
+      priority: "STANDARD",
+      provider: route.provider,
+    });
+    worst = Math.max(worst, estimatedCostUsd);
+  }
+  return worst;
+}

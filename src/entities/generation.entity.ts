@@ -44,6 +44,8 @@ export interface GenerationParams {
   contentType?: string;
   fallbackModels?: string[];
   cacheMode?: string;
+  /** The highest model quality the user's tier allows, when it limits one. */
+  maxQuality?: number;
   callbackUrl?: string;
   metadata?: unknown;
 }

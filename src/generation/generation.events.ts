@@ -46,6 +46,8 @@ export interface GenerationSnapshot {
   durationSeconds: number | null;
   /** Models the request named to fall back to. */
   fallbackModels: string[];
+  /** The highest model quality the user's tier allows, when it limits one. */
+  maxQuality: number | null;
   outputs: StoredOutput[];
   estimatedCostUsd: number;
   costUsd: number | null;
@@ -85,6 +87,7 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
     height: g.params.height ?? null,
     durationSeconds: g.params.durationSeconds ?? null,
     fallbackModels: g.params.fallbackModels ?? [],
+    maxQuality: g.params.maxQuality ?? null,
     outputs: g.outputs,
     estimatedCostUsd: g.estimatedCostUsd,
     costUsd: g.costUsd,

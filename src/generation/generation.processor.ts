@@ -410,8 +410,12 @@ export class GenerationProcessor {
   private async pickCandidate(
     g: GenerationSnapshot,
   ): Promise<{ candidate: Candidate } | { waitMs: number } | { none: true }> {
-    const chain = fallbackChain(this.catalog, g.model, g.fallbackModels, (p) =>
-      Boolean(this.providers.get(p)),
+    const chain = fallbackChain(
+      this.catalog,
+      g.model,
+      g.fallbackModels,
+      (p) => Boolean(this.providers.get(p)),
+      g.maxQuality ?? Infinity,
     );
     let waitMs: number | undefined;
     for (let i = 0; i < chain.length; i++) {

@@ -39,6 +39,8 @@ export interface NewGeneration {
   cacheKey: string | null;
   /** Set (to the cache key) when identical running requests may be joined. */
   inflightKey: string | null;
+  /** What to hold against the budget (the dearest fallback); the estimate when unset. */
+  reserveUsd?: number;
 }
 
 /** How `createQueued` answered: a new generation to run, one attached to an identical running one, or a result served from Postgres. */
@@ -167,10 +169,10 @@ export class GenerationRepository {
             const joined = await this.joinIdentical(m, input, owner, cacheTtlMs);
             if (joined) return joined;
           }
-          const budget = await this.budgets.reserve(m, owner, input.estimatedCostUsd);
+          const budget = await this.budgets.reserve(m, owner, reserveOf(input));
           const g = m.getRepository(GenerationEntity).create({
             ...input,
-            reservedUsd: input.estimatedCostUsd,
+            reservedUsd: reserveOf(input),
             budgetPeriod: budget.period,
             endUserId,
             status,
@@ -430,10 +432,10 @@ export class GenerationRepository {
     }
     // Attached requests hold their estimate too: if the one they wait for is canceled, one of
     // them runs (and pays) instead.
-    const budget = await this.budgets.reserve(m, owner, input.estimatedCostUsd);
+    const budget = await this.budgets.reserve(m, owner, reserveOf(input));
     const g = m.getRepository(GenerationEntity).create({
       ...input,
-      reservedUsd: input.estimatedCostUsd,
+      reservedUsd: reserveOf(input),
       budgetPeriod: budget.period,
       cacheKey: null,
       inflightKey: null,
@@ -1033,4 +1035,8 @@ function scopeWhere(scope: AccessScope): { accountId?: string; userId?: string }
   if (scope.accountId) where.accountId = scope.accountId;
   if (scope.userId !== undefined) where.userId = scope.userId;
   return where;
+}
+
+function reserveOf(input: NewGeneration): number {
+  return input.reserveUsd ?? input.estimatedCostUsd;
 }

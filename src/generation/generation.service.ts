@@ -4,7 +4,8 @@ import { ForbiddenError, NotFoundError, BadInputError } from "../common/errors";
 import { generationScope, requireViewer, type Viewer } from "../auth/viewer";
 import { isUuid, validateUserId } from "../auth/auth.service";
 import type { ModelCatalog, ModelDefinition } from "../cost/model-catalog";
-import { estimateCost, type CostEstimate } from "../cost/cost-estimator";
+import { estimateCost, worstCaseCost, type CostEstimate } from "../cost/cost-estimator";
+import { fallbackChain } from "../routing/fallback-chain";
 import type { ProviderRegistry } from "../providers";
 import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerateRequest } from "./generation.input";
@@ -106,11 +107,19 @@ export class GenerationService {
     await this.admission.admitToQueue(req.priority);
     const quote = await this.quote(req.model, req.params, req.priority);
     const batched = req.priority === "BATCH";
+    const chain = fallbackChain(
+      this.catalog,
+      req.model.name,
+      req.params.fallbackModels,
+      () => true,
+      req.params.maxQuality ?? Infinity,
+    );
     const outcome = await this.repo.createQueued(
       {
         ...row,
         estimatedCostUsd: quote.estimatedCostUsd,
         estimatedSeconds: quote.estimatedSeconds,
+        reserveUsd: Math.max(quote.estimatedCostUsd, worstCaseCost(chain, req.params)),
       },
       this.cache.ttlMs,
       batched ? "BATCHED" : "QUEUED",

@@ -149,6 +149,8 @@ export function validateGenerateRequest(
     cacheMode,
     callbackUrl,
     metadata: input.metadata ?? undefined,
+    // Fallbacks chosen later (the catalog's alternates) stay within the tier too.
+    maxQuality: tier === DEFAULT_TIER ? undefined : tierCeiling(catalog, model.mediaType, tier),
   };
   const requestHash = createHash("sha256")
     .update(

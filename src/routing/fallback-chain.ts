@@ -17,6 +17,8 @@ export function fallbackChain(
   requested: string,
   fallbackModels: string[] | undefined,
   configured: (provider: string) => boolean,
+  /** The tier's ceiling: alternates above it are not tried (named fallbacks were checked). */
+  maxQuality = Infinity,
 ): Candidate[] {
   const first = catalog.get(requested);
   if (!first) return [];
@@ -29,6 +31,7 @@ export function fallbackChain(
   for (const name of names) {
     const model = catalog.get(name);
     if (!model || model.mediaType !== first.mediaType || seen.has(model.name)) continue;
+    if (model !== first && !fallbackModels?.length && model.quality > maxQuality) continue;
     seen.add(model.name);
     for (const route of model.routes) if (configured(route.provider)) chain.push({ model, route });
   }
