@@ -317,7 +317,13 @@ export class GenerationRepository {
                 provider, media_type, cost_usd, cached, cache_hit_kind, saved_usd, duration_ms)
          SELECT $3, g.end_user_id, $4, g.id, $8, g.provider, $5, 0, true, g.cache_hit->>'kind',
                 COALESCE(src.cost_usd, 0), 0
-           FROM g, src)
+           FROM g, src),
+       cb AS (
+         INSERT INTO callback_deliveries
+                (id, generation_id, account_id, url, event, message_id, next_attempt_at)
+         SELECT d.id, g.id, $3, $11::jsonb->>'callbackUrl', 'SUCCEEDED', d.id, now()
+           FROM g CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) d
+          WHERE $11::jsonb ? 'callbackUrl')
        SELECT (SELECT count(*) FROM src)::int AS src_found, (SELECT count(*) FROM eu)::int AS eu_found,
               (SELECT cost_usd FROM src) AS saved_usd, g.*
          FROM (SELECT 1) one LEFT JOIN g ON true`,
@@ -508,6 +514,7 @@ export class GenerationRepository {
         durationMs: 0,
       })
       .execute();
+    await this.recordCallbacks(m, [saved.id], "SUCCEEDED");
     return toSnapshot(saved, []);
   }
 
@@ -698,12 +705,35 @@ export class GenerationRepository {
       }
       // The budget: this one is charged its cost, the attached ones nothing; all release.
       await this.budgets.settle(m, [{ id, costUsd }, ...ids.map((f) => ({ id: f, costUsd: 0 }))]);
+      await this.recordCallbacks(m, [id, ...ids], "SUCCEEDED");
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return {
         generation: await this.withAttempts(m, fresh),
         followers: await this.snapshots(m, ids),
       };
     });
+  }
+
+  /**
+   * Records the callback deliveries of generations that just finished, in the transaction that
+   * finishes them: a crash after the commit cannot lose one (the reconciler re-drives pending
+   * deliveries that nothing is sending). Only generations given a callback URL get a row.
+   */
+  private async recordCallbacks(
+    m: EntityManager,
+    ids: string[],
+    event: "SUCCEEDED" | "FAILED" | "CANCELED",
+  ): Promise<void> {
+    if (ids.length === 0) return;
+    await m.query(
+      `INSERT INTO callback_deliveries
+              (id, generation_id, account_id, url, event, message_id, next_attempt_at)
+       SELECT d.id, g.id, g.account_id, g.params->>'callbackUrl', $2, d.id, now()
+         FROM generations g CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) d
+        WHERE g.id = ANY($1::uuid[]) AND g.params->>'callbackUrl' IS NOT NULL
+       ON CONFLICT (generation_id, event) DO NOTHING`,
+      [ids, event],
+    );
   }
 
   /** Snapshots of generations without attempts of their own (attached ones). */
@@ -764,6 +794,7 @@ export class GenerationRepository {
           m,
           [id, ...ids].map((g) => ({ id: g, costUsd: 0 })),
         );
+        await this.recordCallbacks(m, [id, ...ids], "FAILED");
       }
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return {
@@ -804,6 +835,7 @@ export class GenerationRepository {
         [id],
       );
       await this.budgets.settle(m, [{ id, costUsd: 0 }]);
+      await this.recordCallbacks(m, [id], "CANCELED");
       const promoted = await this.promoteFollower(m, g);
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return { generation: await this.withAttempts(m, fresh), running, promoted };

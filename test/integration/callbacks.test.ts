@@ -671,6 +671,44 @@ describe("callback delivery", () => {
   });
 });
 
+describe("callbacks recorded with the finish", () => {
+  it("the transaction that finishes a generation records its delivery: a crash before the job is added loses nothing", async () => {
+    const receiver = await Receiver.start();
+    const g = await finishedGeneration({ callbackUrl: receiver.url });
+    // Make it a running generation again, with its attempt, as the worker sees it.
+    await ds.query(
+      `UPDATE generations SET status = 'PROCESSING', completed_at = NULL, cost_usd = NULL WHERE id = $1`,
+      [g.id],
+    );
+    await ds.query(
+      `INSERT INTO attempts (generation_id, number, provider, model, status, started_at)
+       VALUES ($1, 1, 'simulated', 'sim-image', 'RUNNING', now())`,
+      [g.id],
+    );
+    const done = await generations.succeed(g.id, 1, [], 0.004, null);
+    expect(done?.generation.status).toBe("SUCCEEDED");
+    // No notify(): the process died right after the commit.
+    const [row] = (await ds.query(
+      `SELECT id, status, attempt, event, url FROM callback_deliveries WHERE generation_id = $1`,
+      [g.id],
+    )) as Array<{ id: string; status: string; attempt: number; event: string; url: string }>;
+    expect(row).toMatchObject({
+      status: "PENDING",
+      attempt: 0,
+      event: "SUCCEEDED",
+      url: receiver.url,
+    });
+    const { service, queue, advance } = callbacks({ allowPrivate: true });
+    advance(61_000);
+    await service.requeueDue(60_000);
+    const job = queue.jobs.find((j) => j.data.deliveryId === row!.id);
+    expect(job).toBeDefined();
+    await service.deliver(row!.id);
+    expect(await deliveryRow(row!.id)).toMatchObject({ status: "DELIVERED" });
+    expect(receiver.received).toHaveLength(1);
+  });
+});
+
 describe("SSRF: with private addresses refused (the production setting)", () => {
   let receiver: Receiver;
   beforeEach(async () => {
