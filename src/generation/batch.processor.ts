@@ -27,7 +27,10 @@ export interface BatchOptions {
   pollMaxMs: number;
   /** An open batch untouched this long has lost its submit or poll job. */
   staleSeconds: number;
-  /** A batch with no result after this long fails its generations (as a provider timeout). */
+  /**
+   * A batch with no result after this long fails its generations (as a provider timeout),
+   * unless its provider's batch API states a deadline of its own (`ProviderBatchApi.deadlineMs`).
+   */
   maxWaitMs: number;
   /** Tries of a batch submission that failed with a retryable error. @defaultValue 4 */
   submitTries?: number;
@@ -54,7 +57,8 @@ export interface AttemptSettler {
  *   runs twice (a worker killed after the provider answered) creates nothing twice.
  * - `batch-poll`: asks for the batch's status; once complete, fans each result out through
  *   the per-request worker's success and failure paths (failed items retry along the fallback
- *   chain as ordinary requests).
+ *   chain as ordinary requests). A batch past its provider's deadline, or whose generations
+ *   were all canceled, is canceled at the provider.
  * A model whose chosen provider has no batch API gets its claimed generations queued as
  * ordinary requests, at the full price.
  */
@@ -221,6 +225,7 @@ export class BatchProcessor {
       submitted = await api.submit(items, {
         model: batch.providerModel,
         idempotencyKey: batch.id,
+        collectedAt: batch.createdAt,
       });
     } catch (err) {
       const retryable = !(err instanceof ProviderError) || err.retryable;
@@ -261,7 +266,20 @@ export class BatchProcessor {
         new ProviderError(`provider ${batch.provider} is not configured`, "NO_PROVIDER", true),
       );
     }
+    if (members.length > 0 && members.every((m) => m.generationStatus === "CANCELED")) {
+      // Nobody waits for these results any more: stop paying for them.
+      await this.cancelAtProvider(api, batch);
+      await this.repo.finish(batchId, {
+        status: "FAILED",
+        succeeded: 0,
+        failed: 0,
+        error: "CANCELED: every generation of the batch was canceled",
+      });
+      this.logger.info({ batchId }, "batch abandoned: every generation canceled");
+      return;
+    }
     const age = Date.now() - (batch.submittedAt ?? batch.createdAt).getTime();
+    const deadlineMs = api.deadlineMs ?? this.opts.maxWaitMs;
     const again = async (hintMs: number | undefined) => {
       const next = this.queue.batchPollJobId(batchId);
       await this.repo.notePoll(batchId, next);
@@ -277,12 +295,13 @@ export class BatchProcessor {
       return again(this.opts.pollMaxMs);
     }
     if (state.status === "pending") {
-      if (age > this.opts.maxWaitMs) {
+      if (age > deadlineMs) {
+        await this.cancelAtProvider(api, batch);
         return this.failMembers(
           batch,
           members,
           new ProviderError(
-            `no result from the ${batch.provider} batch within ${this.opts.maxWaitMs / 1000} s`,
+            `no result from the ${batch.provider} batch within ${deadlineMs / 1000} s`,
             ProviderErrorCode.Timeout,
             true,
           ),
@@ -307,7 +326,7 @@ export class BatchProcessor {
       if (!isWaiting(m)) continue;
       const priced =
         result.status === "succeeded" && result.costUsd === undefined
-          ? { ...result, costUsd: this.batchPrice(m, api.discount) }
+          ? { ...result, costUsd: this.batchPrice(m, batch.provider, api.discount) }
           : result;
       await this.settler.settleAttempt(
         m.generationId,
@@ -373,8 +392,24 @@ export class BatchProcessor {
     });
   }
 
-  /** The catalog's synchronous price of what was asked, less the provider's batch discount. */
-  private batchPrice(m: BatchMember, discount: number): number | undefined {
+  /** Best effort: a batch gengate gave up on is stopped at the provider, where it can be. */
+  private async cancelAtProvider(
+    api: ProviderBatchApi,
+    batch: { id: string; providerBatchId: string | null },
+  ): Promise<void> {
+    if (!api.cancel || !batch.providerBatchId) return;
+    await api
+      .cancel(batch.providerBatchId)
+      .catch((err: unknown) =>
+        this.logger.warn({ err, batchId: batch.id }, "batch not canceled at the provider"),
+      );
+  }
+
+  /**
+   * The catalog's synchronous price of what was asked at the batch's provider, less that
+   * provider's batch discount.
+   */
+  private batchPrice(m: BatchMember, provider: string, discount: number): number | undefined {
     const model = this.catalog.get(m.model);
     if (!model) return undefined;
     const full = estimateCost(model, {
@@ -382,6 +417,7 @@ export class BatchProcessor {
       height: m.params.height,
       durationSeconds: m.params.durationSeconds,
       priority: "STANDARD",
+      provider,
     }).estimatedCostUsd;
     return roundUsd(full * (1 - discount));
   }

@@ -33,7 +33,10 @@ export interface ProcessorOptions {
   pollMaxMs: number;
   /** An attempt with no provider job after this long was lost mid-submit. */
   staleMs: number;
-  /** Total time a generation may take across attempts before it fails. @defaultValue 15 min */
+  /**
+   * Total time a generation may take across attempts before it fails, not counting its time
+   * in a provider batch (see `generationElapsedMs`). @defaultValue 15 min
+   */
   maxTotalMs: number;
   /** Public base URL providers call back; without it every job is polled. */
   webhookBaseUrl?: string;
@@ -84,7 +87,7 @@ export class GenerationProcessor {
     if (!current || (current.status !== "QUEUED" && current.status !== "PROCESSING")) return;
     // Attached to an identical running generation: that one's result completes it.
     if (current.inflightOf) return;
-    if (Date.now() - Date.parse(current.createdAt) > this.opts.maxTotalMs) {
+    if (generationElapsedMs(current) > this.opts.maxTotalMs) {
       return this.failUnstarted(current, {
         code: "PROVIDER_UNAVAILABLE",
         message: `no provider could take the generation within ${this.opts.maxTotalMs / 1000} s`,
@@ -357,7 +360,7 @@ export class GenerationProcessor {
     const final =
       !(error.retryable || modelGone) ||
       current.attempts.length >= this.opts.maxAttempts ||
-      Date.now() - Date.parse(current.createdAt) > this.opts.maxTotalMs;
+      generationElapsedMs(current) > this.opts.maxTotalMs;
     const finished = await this.repo.failAttempt(generationId, attemptNumber, error, final);
     if (!finished) return;
     const updated = finished.generation;
@@ -496,6 +499,23 @@ function toErrorInfo(err: unknown): GenerationErrorInfo {
   if (err instanceof ProviderError)
     return { code: err.code, message: err.message, retryable: err.retryable };
   return { code: "INTERNAL_ERROR", message: "unexpected error while processing", retryable: true };
+}
+
+/**
+ * The time a generation has used of `maxTotalMs` (MAX_GENERATION_SECONDS). A provider batch
+ * runs to its own deadline (up to 24 h at OpenAI), so for a generation that went through one
+ * the clock starts when its batch attempt ended: its wait in BATCHED and in the batch are not
+ * counted, and the requests that follow a failed batch item get the whole time.
+ */
+export function generationElapsedMs(
+  g: Pick<GenerationSnapshot, "createdAt" | "attempts">,
+  now = Date.now(),
+): number {
+  let start = Date.parse(g.createdAt);
+  for (const a of g.attempts) {
+    if (a.batchId) start = Math.max(start, a.endedAt ? Date.parse(a.endedAt) : now);
+  }
+  return Math.max(0, now - start);
 }
 
 /** Exponential backoff with full jitter, honouring a provider's Retry-After (capped at 60 s). */

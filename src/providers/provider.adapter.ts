@@ -133,20 +133,38 @@ export type BatchState =
  * A provider's batch API, modelled on OpenAI's Batch: many requests sent at once, each named
  * by a custom id, answered together later at a discount. The contract: `submit` with the same
  * `idempotencyKey` creates the batch at most once, however often it is called (a worker that
- * died between the provider's answer and recording it calls again); `getStatus` is side-effect
- * free. Left out: cancelling a batch (one canceled generation does not cancel its batch; its
- * result is simply not used) and partial results before the batch completes.
+ * died between the provider's answer and recording it calls again; a provider without
+ * idempotency keys documents how close it comes); `getStatus` is side-effect free; `cancel`
+ * is best effort, for a batch gengate gave up on. Left out: cancelling one request of a batch
+ * (one canceled generation does not cancel its batch; its result is simply not used) and
+ * partial results before the batch completes.
  */
 export interface ProviderBatchApi {
   /** Fraction of the synchronous price a batched request costs less (0.5: half price). */
   readonly discount: number;
   /** Most items one batch may hold. */
   readonly maxItems: number;
+  /**
+   * How long a submitted batch may take before gengate gives up on it (cancels it and sends
+   * its requests one by one): the provider's completion window and some slack. Generations in
+   * a live batch are not held to MAX_GENERATION_SECONDS.
+   * @defaultValue MAX_GENERATION_SECONDS
+   */
+  readonly deadlineMs?: number;
   submit(
     items: BatchItem[],
-    opts: { model: string; idempotencyKey: string },
+    opts: {
+      model: string;
+      idempotencyKey: string;
+      /**
+       * When gengate collected the batch: no submission of it is older, so a provider without
+       * idempotency keys can stop looking for an earlier one there.
+       */
+      collectedAt?: Date;
+    },
   ): Promise<{ providerBatchId: string; pollAfterMs?: number }>;
   getStatus(providerBatchId: string): Promise<BatchState>;
+  cancel?(providerBatchId: string): Promise<void>;
 }
 
 /** Stable codes the worker and clients see. */

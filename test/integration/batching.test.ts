@@ -1,4 +1,5 @@
 import { Client } from "pg";
+import { FakeOpenAI } from "../helpers/fake-openai";
 import { gql, wsClient, type WsClient } from "../helpers/graphql";
 import { adminKey, createTestEnv, partner, startTestServer } from "../helpers/test-app";
 
@@ -190,6 +191,160 @@ describe("batching of BATCH-priority generations", () => {
       expect(attempts[0]!.batchId).toEqual(expect.any(String));
       expect(attempts.slice(1).map((a) => a.batchId)).toEqual([null, null]);
       expect(attempts.map((a) => a.provider)).toEqual(["simulated", "simulated", "simulated"]);
+    });
+  });
+
+  describe("through OpenAI's Batch API", () => {
+    const API_KEY = "sk-batching-key";
+    let fake: FakeOpenAI;
+    let t: Awaited<ReturnType<typeof setup>>;
+    beforeAll(async () => {
+      fake = await FakeOpenAI.start({ apiKey: API_KEY });
+      cleanups.push(() => fake.close());
+      t = await setup({
+        BATCH_SIZE: "3",
+        BATCH_TIMEOUT_SECONDS: "3600",
+        OPENAI_API_KEY: API_KEY,
+        OPENAI_BASE_URL: fake.url,
+      });
+    });
+
+    it("sends BATCH gpt-image-1.5 generations as one OpenAI batch and stores each image at half price", async () => {
+      const image = { model: "gpt-image-1.5", width: 1024, height: 1024 };
+      const created = await Promise.all(
+        ["a harbour at dawn", "a harbour at noon", "a harbour at dusk"].map((p) =>
+          t.generate(p, image),
+        ),
+      );
+      // gpt-image-1.5 lists at $0.034 an image; OpenAI's batch discount is half.
+      expect(created.map((g) => [g.status, g.estimatedCostUsd])).toEqual([
+        ["BATCHED", 0.017],
+        ["BATCHED", 0.017],
+        ["BATCHED", 0.017],
+      ]);
+      const results = Promise.all(created.map((g) => t.finished(g.id)));
+
+      // OpenAI holds the batch until the test lets it finish.
+      const batch = await fake.nextBatch();
+      const input = fake.files.get(batch.input_file_id)!.content.toString().trimEnd().split("\n");
+      expect(input.map((l) => JSON.parse(l).custom_id).sort()).toEqual(
+        created.map((g) => `${g.id}.1`).sort(),
+      );
+      expect(batch.metadata).toMatchObject({ gengate_model: "gpt-image-1.5" });
+      fake.advance(batch.id, "in_progress");
+      fake.finish(batch.id);
+
+      const done = await results;
+      for (const r of done) {
+        expect(r.generation).toMatchObject({
+          status: "SUCCEEDED",
+          provider: "openai",
+          costUsd: 0.017,
+        });
+        expect(r.generation.attempts).toHaveLength(1);
+        expect(r.generation.attempts[0]).toMatchObject({ status: "SUCCEEDED", provider: "openai" });
+        expect(r.generation.attempts[0]!.batchId).toEqual(expect.any(String));
+        expect(r.generation.outputs).toHaveLength(1);
+        const stored = await fetch(r.generation.outputs[0]!.url);
+        expect(stored.status).toBe(200);
+        expect(stored.headers.get("content-type")).toBe("image/png");
+        // The PNG signature: the bytes OpenAI sent back, decoded and stored.
+        expect(
+          Buffer.from(await stored.arrayBuffer())
+            .subarray(1, 4)
+            .toString(),
+        ).toBe("PNG");
+      }
+      expect(new Set(done.map((r) => r.generation.attempts[0]!.batchId)).size).toBe(1);
+      expect(fake.batches).toHaveLength(1);
+      expect(fake.requests.filter((r) => r.path === "/v1/images/generations")).toHaveLength(0);
+
+      const rows = await closedBatches(t.db, 1);
+      expect(rows[0]).toMatchObject({
+        provider: "openai",
+        model: "gpt-image-1.5",
+        status: "COMPLETED",
+        size: 3,
+        succeeded: 3,
+        provider_batch_id: batch.id,
+      });
+      const { rows: usage } = await t.db.query(
+        `SELECT cost_usd FROM usage_records WHERE generation_id = ANY($1::uuid[])`,
+        [created.map((g) => g.id)],
+      );
+      expect(usage.map((u) => Number(u.cost_usd))).toEqual([0.017, 0.017, 0.017]);
+    });
+  });
+
+  describe("an expired OpenAI batch", () => {
+    it("sends what did not run as plain requests at full price, the batch's hours not counted against MAX_GENERATION_SECONDS", async () => {
+      const API_KEY = "sk-expiry-key";
+      const fake = await FakeOpenAI.start({ apiKey: API_KEY });
+      cleanups.push(() => fake.close());
+      const t = await setup({
+        BATCH_SIZE: "3",
+        BATCH_TIMEOUT_SECONDS: "3600",
+        MAX_GENERATION_SECONDS: "1",
+        OPENAI_API_KEY: API_KEY,
+        OPENAI_BASE_URL: fake.url,
+      });
+      const image = { model: "gpt-image-1.5", width: 1024, height: 1024 };
+      const created = await Promise.all(
+        ["a mill", "a barn", "a silo"].map((p) => t.generate(p, image)),
+      );
+      const results = Promise.all(created.map((g) => t.finished(g.id)));
+      const batch = await fake.nextBatch();
+      // The time under test: the generations outlive MAX_GENERATION_SECONDS inside the batch.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      fake.finish(batch.id, { status: "expired", run: 1 });
+
+      const done = await results;
+      const byCost = done.map((r) => r.generation).sort((a, b) => a.costUsd! - b.costUsd!);
+      expect(byCost.map((g) => g.status)).toEqual(["SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]);
+      // One ran in the batch at half price; two expired and ran alone at the full price.
+      expect(byCost.map((g) => g.costUsd)).toEqual([0.017, 0.034, 0.034]);
+      expect(byCost[0]!.attempts.map((a) => a.batchId !== null)).toEqual([true]);
+      for (const g of byCost.slice(1)) {
+        expect(g.attempts.map((a) => [a.status, a.batchId !== null])).toEqual([
+          ["FAILED", true],
+          ["SUCCEEDED", false],
+        ]);
+      }
+      expect(fake.requests.filter((r) => r.path === "/v1/images/generations")).toHaveLength(2);
+    });
+  });
+
+  describe("an abandoned OpenAI batch", () => {
+    it("is canceled at OpenAI once every generation in it was canceled", async () => {
+      const API_KEY = "sk-abandon-key";
+      const fake = await FakeOpenAI.start({ apiKey: API_KEY });
+      cleanups.push(() => fake.close());
+      const t = await setup({
+        BATCH_SIZE: "2",
+        BATCH_TIMEOUT_SECONDS: "3600",
+        OPENAI_API_KEY: API_KEY,
+        OPENAI_BASE_URL: fake.url,
+      });
+      const image = { model: "gpt-image-1.5", width: 1024, height: 1024 };
+      const created = await Promise.all(["a fox", "a hare"].map((p) => t.generate(p, image)));
+      const batch = await fake.nextBatch();
+      fake.advance(batch.id, "in_progress");
+      for (const g of created) {
+        const res = await gql(
+          t.server.url,
+          `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`,
+          { id: g.id },
+          t.key,
+        );
+        expect(res.data?.cancelGeneration.status).toBe("CANCELED");
+      }
+
+      const rows = await closedBatches(t.db, 1);
+      expect(rows[0]).toMatchObject({ provider_batch_id: batch.id, status: "FAILED" });
+      expect(fake.batch(batch.id).status).toBe("cancelling");
+      expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toContain(
+        `POST /v1/batches/${batch.id}/cancel`,
+      );
     });
   });
 

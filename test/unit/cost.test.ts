@@ -1,6 +1,7 @@
 import { estimateCost } from "../../src/cost/cost-estimator";
-import { StaticModelCatalog } from "../../src/cost/model-catalog";
+import { PROVIDER_MODELS, routePricing, StaticModelCatalog } from "../../src/cost/model-catalog";
 import { selectModel } from "../../src/cost/model-selector";
+import { OpenAIBatchApi } from "../../src/providers/openai";
 
 const catalog = new StaticModelCatalog();
 
@@ -66,5 +67,19 @@ describe("model selection", () => {
       catalog.get("sim-image-pro")!,
     ]);
     expect(selectModel(c, { mediaType: "IMAGE", quality: 1 })?.name).toBe("sim-image-pro");
+  });
+});
+
+describe("batch prices", () => {
+  it("gives every OpenAI model in the catalog OpenAI's own batch discount", () => {
+    const openai = new OpenAIBatchApi({ apiKey: "sk-x", baseUrl: "http://127.0.0.1:1/v1" });
+    const routed = PROVIDER_MODELS.filter((m) => m.routes.some((r) => r.provider === "openai"));
+    expect(routed.map((m) => m.name)).toContain("gpt-image-1.5");
+    for (const m of routed) {
+      expect(routePricing(m, "openai").batchDiscount).toBe(openai.discount);
+      const batch = estimateCost(m, { priority: "BATCH", provider: "openai" }).estimatedCostUsd;
+      const plain = estimateCost(m, { priority: "STANDARD", provider: "openai" }).estimatedCostUsd;
+      expect(batch).toBe(plain * (1 - openai.discount));
+    }
   });
 });

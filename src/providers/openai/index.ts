@@ -1,1 +1,2 @@
 export * from "./openai-images.adapter";
+export * from "./openai-batch.api";

@@ -17,15 +17,24 @@
  *   (DALL·E) or `moderation_blocked` (GPT image models); the official SDK retries 408, 409, 429
  *   and ≥ 500 honouring `retry-after-ms` / `Retry-After` (openai/openai-node `src/core.ts`).
  */
-import {
-  ProviderError,
-  ProviderErrorCode,
-  type ProviderAdapter,
-  type ProviderJobState,
-  type ProviderRequest,
-  type SubmitResult,
+import type {
+  ProviderAdapter,
+  ProviderBatchApi,
+  ProviderJobState,
+  ProviderRequest,
+  SubmitResult,
 } from "../provider.adapter";
-import { errorForStatus, providerFetch } from "../provider.http";
+import { ProviderError, ProviderErrorCode } from "../provider.adapter";
+import { providerFetch } from "../provider.http";
+import { OpenAIBatchApi } from "./openai-batch.api";
+import {
+  imageOutput,
+  imagePrice,
+  imagesCall,
+  openAIError,
+  type ImagesResponse,
+  type OpenAIErrorBody,
+} from "./openai-images.request";
 
 export interface OpenAIImagesOptions {
   /** API key, sent as `Authorization: Bearer <key>`. */
@@ -37,86 +46,6 @@ export interface OpenAIImagesOptions {
   /** Sent as `OpenAI-Organization` when set. */
   organization?: string;
 }
-
-interface ImagesResponse {
-  created?: number;
-  data?: Array<{ b64_json?: string; url?: string; revised_prompt?: string }>;
-}
-
-interface OpenAIErrorBody {
-  error?: { message?: string; type?: string; param?: string | null; code?: string | null };
-}
-
-/** What the API accepts for one model family, and what we ask of it. */
-interface ImageModelFamily {
-  /** Supported sizes; the first is the API's default, used when no size is asked for. */
-  sizes: ReadonlyArray<readonly [width: number, height: number]>;
-  /** Quality we request; fixed so the price is known (the catalog prices these qualities). */
-  quality?: string;
-  /** DALL·E answers URLs unless asked for base64; GPT image models reject the parameter. */
-  responseFormat?: "b64_json";
-}
-
-const DALL_E_2: ImageModelFamily = {
-  sizes: [
-    [1024, 1024],
-    [512, 512],
-    [256, 256],
-  ],
-  // `standard` is DALL·E 2's only quality: left out.
-  responseFormat: "b64_json",
-};
-
-const DALL_E_3: ImageModelFamily = {
-  sizes: [
-    [1024, 1024],
-    [1792, 1024],
-    [1024, 1792],
-  ],
-  quality: "standard",
-  responseFormat: "b64_json",
-};
-
-/** Every GPT image model (`gpt-image-1`, `gpt-image-1-mini`, `gpt-image-1.5`, …). */
-const GPT_IMAGE: ImageModelFamily = {
-  sizes: [
-    [1024, 1024],
-    [1536, 1024],
-    [1024, 1536],
-  ],
-  quality: "medium",
-};
-
-const FAMILIES: Record<string, ImageModelFamily> = { "dall-e-2": DALL_E_2, "dall-e-3": DALL_E_3 };
-
-/** USD per image by model, then `${quality} ${size}`, from OpenAI's model pages. */
-const PRICES: Record<string, Record<string, number>> = {
-  "gpt-image-1": {
-    "low 1024x1024": 0.011,
-    "low 1024x1536": 0.016,
-    "low 1536x1024": 0.016,
-    "medium 1024x1024": 0.042,
-    "medium 1024x1536": 0.063,
-    "medium 1536x1024": 0.063,
-    "high 1024x1024": 0.167,
-    "high 1024x1536": 0.25,
-    "high 1536x1024": 0.25,
-  },
-  "gpt-image-1-mini": {
-    "low 1024x1024": 0.005,
-    "low 1024x1536": 0.006,
-    "low 1536x1024": 0.006,
-    "medium 1024x1024": 0.011,
-    "medium 1024x1536": 0.015,
-    "medium 1536x1024": 0.015,
-    "high 1024x1024": 0.036,
-    "high 1024x1536": 0.052,
-    "high 1536x1024": 0.052,
-  },
-};
-
-/** Refusal codes: DALL·E's and the GPT image models'. */
-const REFUSAL_CODES = new Set(["content_policy_violation", "moderation_blocked"]);
 
 const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 /** Generation happens inside the HTTP call; high-quality GPT images can take over a minute. */
@@ -133,6 +62,8 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 export class OpenAIImagesAdapter implements ProviderAdapter {
   readonly name = "openai";
   readonly supportsWebhooks = false;
+  /** OpenAI's Batch API: BATCH-priority generations go through it at half the price. */
+  readonly batch: ProviderBatchApi;
   private readonly baseUrl: string;
   private readonly timeoutMs: number;
 
@@ -140,35 +71,23 @@ export class OpenAIImagesAdapter implements ProviderAdapter {
     if (!opts.apiKey) throw new Error("OpenAI needs an API key (OpenAIImagesOptions.apiKey).");
     this.baseUrl = (opts.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, "");
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.batch = new OpenAIBatchApi({
+      name: this.name,
+      apiKey: opts.apiKey,
+      baseUrl: this.baseUrl,
+      organization: opts.organization,
+    });
   }
 
   async submit(req: ProviderRequest): Promise<SubmitResult> {
-    if (req.mediaType !== "IMAGE") {
-      throw new ProviderError(
-        `openai: ${req.model} generates images, not ${req.mediaType.toLowerCase()}`,
-        ProviderErrorCode.InvalidInput,
-        false,
-      );
-    }
-    const family = FAMILIES[req.model] ?? GPT_IMAGE;
-    const [width, height] = closestSize(family.sizes, req.width, req.height);
-    const size = `${width}x${height}`;
-    const body: Record<string, unknown> = { model: req.model, prompt: req.prompt, n: 1, size };
-    if (family.quality) body.quality = family.quality;
-    if (family.responseFormat) body.response_format = family.responseFormat;
-
-    const answer = await this.generate(body);
-    const b64 = answer?.data?.[0]?.b64_json;
-    if (!b64) {
-      throw new ProviderError("openai: answer has no image", ProviderErrorCode.ProviderError, true);
-    }
-    const costUsd = family.quality ? PRICES[req.model]?.[`${family.quality} ${size}`] : undefined;
+    const call = imagesCall(this.name, req);
+    const answer = await this.generate(call.body);
     return {
       providerJobId: `openai_${req.generationId}_${req.attempt}`,
       state: {
         status: "succeeded",
-        outputs: [{ data: Buffer.from(b64, "base64"), contentType: "image/png", width, height }],
-        costUsd,
+        outputs: [imageOutput(this.name, answer, call)],
+        costUsd: imagePrice(req.model, call.width, call.height),
       },
     };
   }
@@ -199,45 +118,7 @@ export class OpenAIImagesAdapter implements ProviderAdapter {
       // These statuses need the body's `error.code` (or OpenAI's retry policy) to map.
       { json: body, headers, timeoutMs: this.timeoutMs, okStatuses: [400, 404, 409, 422] },
     );
-    if (res.status >= 400) throw errorFor(this.name, res.status, res.body, res.headers);
+    if (res.status >= 400) throw openAIError(this.name, res.status, res.body, res.headers);
     return res.body;
   }
-}
-
-function errorFor(
-  provider: string,
-  status: number,
-  body: OpenAIErrorBody | null,
-  headers: Headers,
-): ProviderError {
-  const code = body?.error?.code ?? undefined;
-  const message = `${provider}: HTTP ${status}: ${body?.error?.message?.slice(0, 300) ?? "error"}`;
-  if (code && REFUSAL_CODES.has(code)) {
-    return new ProviderError(message, ProviderErrorCode.ContentRefused, false);
-  }
-  if (code === "model_not_found") {
-    return new ProviderError(message, ProviderErrorCode.ModelNotFound, false);
-  }
-  // The official SDK retries conflicts (409) like rate limits.
-  if (status === 409) return new ProviderError(message, ProviderErrorCode.ProviderError, true);
-  return errorForStatus(provider, status, body, headers);
-}
-
-/** The supported size nearest in aspect ratio, then in area (both compared as log ratios). */
-function closestSize(
-  sizes: ImageModelFamily["sizes"],
-  width: number | undefined,
-  height: number | undefined,
-): readonly [number, number] {
-  const w = width ?? height;
-  const h = height ?? width;
-  if (!w || !h) return sizes[0]!;
-  const distance = ([sw, sh]: readonly [number, number]) => ({
-    aspect: Math.abs(Math.log(sw / sh) - Math.log(w / h)),
-    area: Math.abs(Math.log((sw * sh) / (w * h))),
-  });
-  return [...sizes].sort((a, b) => {
-    const [da, db] = [distance(a), distance(b)];
-    return Math.abs(da.aspect - db.aspect) > 1e-9 ? da.aspect - db.aspect : da.area - db.area;
-  })[0]!;
 }
