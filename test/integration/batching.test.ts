@@ -294,8 +294,19 @@ describe("batching of BATCH-priority generations", () => {
       );
       const results = Promise.all(created.map((g) => t.finished(g.id)));
       const batch = await fake.nextBatch();
-      // The time under test: the generations outlive MAX_GENERATION_SECONDS inside the batch.
-      await new Promise((resolve) => setTimeout(resolve, 1100));
+      // The time under test: the generations outlive MAX_GENERATION_SECONDS inside the batch
+      // (their clocks are moved back rather than waited out).
+      await t.db.query(
+        `UPDATE generations SET created_at = created_at - interval '10 seconds',
+                started_at = started_at - interval '10 seconds'
+          WHERE id = ANY($1::uuid[])`,
+        [created.map((g) => g.id)],
+      );
+      await t.db.query(
+        `UPDATE attempts SET started_at = started_at - interval '10 seconds'
+          WHERE generation_id = ANY($1::uuid[])`,
+        [created.map((g) => g.id)],
+      );
       fake.finish(batch.id, { status: "expired", run: 1 });
 
       const done = await results;
