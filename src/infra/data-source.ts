@@ -8,12 +8,14 @@ import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
 import { Callbacks1764290000000 } from "../../migrations/1764290000000-callbacks";
 import { ProviderWebhooks1764290000001 } from "../../migrations/1764290000001-provider-webhooks";
 import { Cache1764300000000 } from "../../migrations/1764300000000-cache";
+import { UsageRollup1764320000001 } from "../../migrations/1764320000001-usage-rollup";
 
 export const MIGRATIONS = [
   Initial1764280000000,
   Callbacks1764290000000,
   ProviderWebhooks1764290000001,
   Cache1764300000000,
+  UsageRollup1764320000001,
 ];
 
 export interface DatabaseOptions {
