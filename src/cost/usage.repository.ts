@@ -56,9 +56,25 @@ const OUTPUT: Partial<Record<string, string>> = { day: `to_char(day, 'YYYY-MM-DD
 const KINDS: CacheHitKind[] = ["EXACT", "INFLIGHT", "SEMANTIC"];
 
 /** The shape both sources are brought to before the final grouping. */
-const PART_COLUMNS = `day, account_id, user_id, model, provider, generations, cost_usd, cache_hits,
-  saved_usd, exact_hits, exact_saved_usd, semantic_hits, semantic_saved_usd, inflight_hits,
-  inflight_saved_usd, paid_duration_ms, paid_timed`;
+const ROLLUP_SUMS = `generations, cost_usd, cache_hits, saved_usd, exact_hits, exact_saved_usd,
+  semantic_hits, semantic_saved_usd, inflight_hits, inflight_saved_usd, paid_duration_ms,
+  paid_timed`;
+
+/**
+ * The rollup that serves a grouping: the end user's grain only when USER is asked for, the
+ * account's (far smaller) otherwise.
+ */
+function rollupFor(groupBy: UsageDimension[]): { table: string; columns: string } {
+  return groupBy.includes("USER")
+    ? {
+        table: "usage_daily_users",
+        columns: `day, account_id, user_id, model, provider, ${ROLLUP_SUMS}`,
+      }
+    : {
+        table: "usage_daily",
+        columns: `day, account_id, NULL::text AS user_id, model, provider, ${ROLLUP_SUMS}`,
+      };
+}
 
 /** One usage_records row in the rollup's shape. */
 const RAW_AS_PART = `(created_at AT TIME ZONE 'UTC')::date AS day, account_id, user_id, model,
@@ -125,9 +141,50 @@ export function splitRange(
   return { days: { from: iso(firstDay), to: iso(endDay) }, edges };
 }
 
+/** The report's one SQL statement (exported for EXPLAIN in the bench). */
+export function buildUsageQuery(q: UsageQuery): { text: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const param = (v: unknown) => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  const account = q.accountId ? ` AND account_id = ${param(q.accountId)}` : "";
+  const { days, edges } = splitRange(q.from, q.to);
+  const parts: string[] = [];
+  if (days) {
+    const rollup = rollupFor(q.groupBy);
+    parts.push(
+      `SELECT ${rollup.columns} FROM ${rollup.table}
+        WHERE day >= ${param(days.from)}::date AND day < ${param(days.to)}::date${account}`,
+    );
+  }
+  for (const [a, b] of edges) {
+    parts.push(
+      `SELECT ${RAW_AS_PART} FROM usage_records
+        WHERE created_at >= ${param(a)} AND created_at < ${param(b)}${account}`,
+    );
+  }
+  const columns = q.groupBy.flatMap((d) => DIMENSIONS[d]);
+  const grouping =
+    columns.length > 0
+      ? `GROUPING(${columns.join(", ")}) <> 0 AS is_total,
+         ${columns.map((c) => OUTPUT[c] ?? c).join(", ")},`
+      : `true AS is_total,`;
+  const groupBy =
+    columns.length > 0
+      ? `GROUP BY GROUPING SETS ((${columns.join(", ")}), ()) ORDER BY ${columns.join(", ")}`
+      : "";
+  return {
+    text: `WITH parts AS (${parts.join(" UNION ALL ")})
+     SELECT ${grouping} ${SUMS} FROM parts ${groupBy}`,
+    params,
+  };
+}
+
 /**
- * Usage sums in one SQL statement. Whole UTC days come from the `usage_daily` rollup (kept by
- * triggers on usage_records, see migration 1764320000001); the partial days at the edges of
+ * Usage sums in one SQL statement. Whole UTC days come from a daily rollup (`usage_daily`, or
+ * `usage_daily_users` for USER; kept by triggers on usage_records, see migration
+ * 1764320000001); the partial days at the edges of
  * the range come from `usage_records` itself, on its (account_id, created_at) or (created_at)
  * index. So any [from, to) is exact, and a month costs one index range of rollup rows plus at
  * most two days of raw rows. One GROUPING SETS pass yields the rows and the totals together.
@@ -136,41 +193,8 @@ export class UsageRepository {
   constructor(private readonly db: DataSource) {}
 
   async report(q: UsageQuery): Promise<UsageResult> {
-    const params: unknown[] = [];
-    const param = (v: unknown) => {
-      params.push(v);
-      return `$${params.length}`;
-    };
-    const account = q.accountId ? ` AND account_id = ${param(q.accountId)}` : "";
-    const { days, edges } = splitRange(q.from, q.to);
-    const parts: string[] = [];
-    if (days) {
-      parts.push(
-        `SELECT ${PART_COLUMNS} FROM usage_daily
-          WHERE day >= ${param(days.from)}::date AND day < ${param(days.to)}::date${account}`,
-      );
-    }
-    for (const [a, b] of edges) {
-      parts.push(
-        `SELECT ${RAW_AS_PART} FROM usage_records
-          WHERE created_at >= ${param(a)} AND created_at < ${param(b)}${account}`,
-      );
-    }
-    const columns = q.groupBy.flatMap((d) => DIMENSIONS[d]);
-    const grouping =
-      columns.length > 0
-        ? `GROUPING(${columns.join(", ")}) <> 0 AS is_total,
-           ${columns.map((c) => OUTPUT[c] ?? c).join(", ")},`
-        : `true AS is_total,`;
-    const groupBy =
-      columns.length > 0
-        ? `GROUP BY GROUPING SETS ((${columns.join(", ")}), ()) ORDER BY ${columns.join(", ")}`
-        : "";
-    const raw = (await this.db.query(
-      `WITH parts AS (${parts.join(" UNION ALL ")})
-       SELECT ${grouping} ${SUMS} FROM parts ${groupBy}`,
-      params,
-    )) as GroupRow[];
+    const { text, params } = buildUsageQuery(q);
+    const raw = (await this.db.query(text, params)) as GroupRow[];
 
     const totalsRow = raw.find((r) => r.is_total);
     if (!totalsRow) throw new Error("usage query returned no totals row");

@@ -86,24 +86,40 @@ const SEED_ONE = `
   SELECT $1, end_user_id, $2, id, 'sim-image-fast', 'replicate', 'IMAGE', $3, false, 0, 1500, $4
     FROM g`;
 
-/** usage_daily recomputed from usage_records, minus usage_daily, both ways: must be empty. */
-const ROLLUP_DRIFT = `
+/** Rows of a rollup recomputed from usage_records minus the rollup, both ways: must be 0. */
+function rollupDrift(table: string, key: string[]): string {
+  const exprs = key.map((k) => (k === "day" ? `(created_at AT TIME ZONE 'UTC')::date` : k));
+  const sums = `generations, cost_usd, cache_hits, saved_usd, exact_hits, semantic_hits,
+    inflight_hits, paid_duration_ms, paid_timed`;
+  return `
   WITH fresh AS (
-    SELECT account_id, (created_at AT TIME ZONE 'UTC')::date AS day, user_id, model, provider,
-           media_type, count(*) AS generations, sum(cost_usd) AS cost_usd,
+    SELECT ${exprs.join(", ")}, count(*) AS generations, sum(cost_usd) AS cost_usd,
            count(*) FILTER (WHERE cached) AS cache_hits, sum(saved_usd) AS saved_usd,
            count(*) FILTER (WHERE cache_hit_kind = 'EXACT') AS exact_hits,
            count(*) FILTER (WHERE cache_hit_kind = 'SEMANTIC') AS semantic_hits,
            count(*) FILTER (WHERE cache_hit_kind = 'INFLIGHT') AS inflight_hits,
            COALESCE(sum(duration_ms) FILTER (WHERE NOT cached), 0) AS paid_duration_ms,
            count(duration_ms) FILTER (WHERE NOT cached) AS paid_timed
-      FROM usage_records GROUP BY 1, 2, 3, 4, 5, 6),
-  kept AS (
-    SELECT account_id, day, user_id, model, provider, media_type, generations, cost_usd,
-           cache_hits, saved_usd, exact_hits, semantic_hits, inflight_hits, paid_duration_ms,
-           paid_timed
-      FROM usage_daily)
-  SELECT count(*)::int AS n FROM ((TABLE fresh EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE fresh)) d`;
+      FROM usage_records GROUP BY ${exprs.join(", ")}),
+  kept AS (SELECT ${key.join(", ")}, ${sums} FROM ${table})
+  SELECT count(*)
+    FROM ((TABLE fresh EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE fresh)) d`;
+}
+
+const ROLLUP_DRIFT = `SELECT ((${rollupDrift("usage_daily", [
+  "account_id",
+  "day",
+  "model",
+  "provider",
+  "media_type",
+])}) + (${rollupDrift("usage_daily_users", [
+  "account_id",
+  "day",
+  "user_id",
+  "model",
+  "provider",
+  "media_type",
+])}))::int AS n`;
 
 describe("usage", () => {
   let env: TestEnv;
@@ -211,14 +227,14 @@ describe("usage", () => {
   it("keeps the rollup equal to a sum over usage_records, bulk and single inserts alike", async () => {
     const [drift] = await sql<{ n: number }>(ROLLUP_DRIFT);
     expect(drift!.n).toBe(0);
-    const [counts] = await sql<{ raw: number; rolled: number; keys: number }>(
+    const [counts] = await sql<{ raw: number; rolled: number; users: number; keys: number }>(
       `SELECT (SELECT count(*) FROM usage_records)::int AS raw,
               (SELECT sum(generations) FROM usage_daily)::int AS rolled,
+              (SELECT sum(generations) FROM usage_daily_users)::int AS users,
               (SELECT count(*) FROM usage_daily)::int AS keys`,
     );
-    expect(counts!.raw).toBe(653);
-    expect(counts!.rolled).toBe(653);
-    expect(counts!.keys).toBeLessThan(counts!.raw);
+    expect(counts).toEqual({ raw: 653, rolled: 653, users: 653, keys: expect.any(Number) });
+    expect(counts!.keys).toBeLessThan(counts!.raw / 2);
   });
 
   it("groups by every combination of dimensions, exactly, over any range (partner)", async () => {
@@ -387,7 +403,8 @@ describe("usage", () => {
       const [drift] = await sql<{ n: number }>(ROLLUP_DRIFT);
       expect(drift!.n).toBe(0);
       const [empty] = await sql<{ n: number }>(
-        `SELECT count(*)::int AS n FROM usage_daily WHERE generations <= 0`,
+        `SELECT ((SELECT count(*) FROM usage_daily WHERE generations <= 0)
+               + (SELECT count(*) FROM usage_daily_users WHERE generations <= 0))::int AS n`,
       );
       expect(empty!.n).toBe(0);
       const { rows } = await report(adminViewer, FROM, "2026-12-31T00:00:00Z", ALL_GROUPINGS[15]!);
