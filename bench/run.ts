@@ -3,7 +3,7 @@
  * embedded default, with the simulated provider answering at once (SIM_LATENCY_MS=0).
  *
  *   npm run bench                 # both paths
- *   npm run bench -- --only=pg    # one path
+ *   npm run bench -- --only=pg    # one path (pg, fallback, cache, usage, embedded)
  *
  * Prints medians and p95s measured in this one run; record them in bench/results/.
  */
@@ -17,6 +17,7 @@ import { createClient } from "graphql-ws";
 import { Client as PgClient } from "pg";
 import WebSocket from "ws";
 import { cacheScenario } from "./cache";
+import { usageScenario } from "./usage";
 
 const MAIN = path.resolve(__dirname, "../src/main.js");
 const PG_ADMIN = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -322,6 +323,15 @@ async function main() {
         requests: Number(process.env.BENCH_CACHE_REQUESTS ?? 1000),
       });
       for (const line of lines) console.log(`cache: ${line}`);
+    });
+  }
+  if (!only || only === "usage") {
+    await withDatabase(async (url) => {
+      await usageScenario({
+        databaseUrl: url,
+        rows: Number(process.env.BENCH_USAGE_ROWS ?? 10_000_000),
+        runs: Number(process.env.BENCH_USAGE_RUNS ?? 7),
+      });
     });
   }
   if (!only || only === "embedded") {

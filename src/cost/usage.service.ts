@@ -13,6 +13,7 @@ export interface UsageReport extends UsageTotals {
   from: Date;
   to: Date;
   cacheHitRate: number;
+  avgDurationMs: number | null;
   cacheHitsByKind: CacheHitTotals[];
   rows: UsageGroup[];
 }

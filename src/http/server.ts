@@ -14,6 +14,7 @@ import type { App } from "../app/app";
 import { AppError } from "../common/errors";
 import type { GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
+import { usageCsvHandler } from "./usage-csv.handler";
 
 export interface HttpServer {
   server: http.Server;
@@ -92,6 +93,11 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   await apollo.start();
 
   expressApp.get("/metrics", metricsHandler(app.metrics, app.logger));
+  expressApp.get(
+    "/usage.csv",
+    cors({ origin: config.CORS_ORIGINS === "*" ? "*" : config.CORS_ORIGINS.split(",") }),
+    usageCsvHandler({ auth: services.auth, usage: services.usage, logger }),
+  );
   expressApp.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });

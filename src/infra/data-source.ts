@@ -11,6 +11,7 @@ import { Cache1764300000000 } from "../../migrations/1764300000000-cache";
 import { ModelCatalog1764320000000 } from "../../migrations/1764320000000-model-catalog";
 import { Budgets1764320000003 } from "../../migrations/1764320000003-budgets";
 import { Batching1764320000002 } from "../../migrations/1764320000002-batching";
+import { UsageRollup1764320000001 } from "../../migrations/1764320000001-usage-rollup";
 
 export const MIGRATIONS = [
   Initial1764280000000,
@@ -18,6 +19,7 @@ export const MIGRATIONS = [
   ProviderWebhooks1764290000001,
   Cache1764300000000,
   ModelCatalog1764320000000,
+  UsageRollup1764320000001,
   Batching1764320000002,
   Budgets1764320000003,
 ];

@@ -1,7 +1,14 @@
 import { Arg, Ctx, ID, Query, Resolver } from "type-graphql";
 import type { GraphQLContext } from "../context";
 import { CacheHitKind, UsageDimension } from "../types/enums";
-import { UsageReport } from "../types/usage.types";
+import type { CacheHitTotals } from "../../cost/usage.repository";
+import { CacheHitCount, UsageReport } from "../types/usage.types";
+
+const kindCount = (k: CacheHitTotals): CacheHitCount => ({
+  kind: k.kind as CacheHitKind,
+  hits: k.hits,
+  savedUsd: Number(k.savedUsd),
+});
 
 @Resolver()
 export class UsageResolver {
@@ -17,10 +24,18 @@ export class UsageResolver {
     @Arg("accountId", () => ID, { nullable: true }) accountId?: string,
   ): Promise<UsageReport> {
     const r = await ctx.services.usage.report(ctx.viewer, { from, to, groupBy, accountId });
+    // Float on the wire; the exact decimals are in the CSV export (GET /usage.csv).
     return {
       ...r,
-      cacheHitsByKind: r.cacheHitsByKind.map((k) => ({ ...k, kind: k.kind as CacheHitKind })),
-      rows: r.rows.map((row) => ({ ...row, costUsd: row.totalCostUsd })),
+      totalCostUsd: Number(r.totalCostUsd),
+      savedUsd: Number(r.savedUsd),
+      cacheHitsByKind: r.cacheHitsByKind.map(kindCount),
+      rows: r.rows.map((row) => ({
+        ...row,
+        costUsd: Number(row.totalCostUsd),
+        savedUsd: Number(row.savedUsd),
+        cacheHitsByKind: row.cacheHitsByKind.map(kindCount),
+      })),
     };
   }
 }

@@ -31,6 +31,8 @@ export class UsageRow {
   cacheHits: number;
   @Field(() => Float)
   savedUsd: number;
+  @Field(() => [CacheHitCount], { description: "This row's cache hits by kind." })
+  cacheHitsByKind: CacheHitCount[];
   @Field(() => Float, {
     nullable: true,
     description: "Mean time from start to result of the paid (uncached) generations.",
@@ -54,6 +56,11 @@ export class UsageReport {
   cacheHitRate: number;
   @Field(() => Float)
   savedUsd: number;
+  @Field(() => Float, {
+    nullable: true,
+    description: "Mean time from start to result of the paid (uncached) generations.",
+  })
+  avgDurationMs?: number | null;
   @Field(() => [CacheHitCount])
   cacheHitsByKind: CacheHitCount[];
   @Field(() => [UsageRow])
