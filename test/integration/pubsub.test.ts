@@ -7,6 +7,7 @@ import {
   type Subscription,
 } from "../../src/infra/pubsub/pubsub";
 import { RedisPubSub } from "../../src/infra/pubsub/redis.pubsub";
+import { createRedis } from "../../src/infra/redis";
 import { TEST_REDIS_URL, uniquePrefix } from "../helpers/redis";
 
 function event(id: string, version: number): GenerationEventPayload {
@@ -119,5 +120,26 @@ describe.each(makers)("%s pub/sub", (_name, make) => {
     expect(await pending).toEqual({ value: undefined, done: true });
     await a.publish(Topic.Generation, "g3", event("g3", 1));
     expect(await sub.next()).toEqual({ value: undefined, done: true });
+  });
+});
+
+describe("the app's Redis connections", () => {
+  it("a subscriber connection may subscribe while it is still connecting", async () => {
+    const prefix = uniquePrefix();
+    const publisher = createRedis(TEST_REDIS_URL, "test-pub");
+    const subscriber = createRedis(TEST_REDIS_URL, "test-sub");
+    const pubsub = new RedisPubSub(publisher, subscriber, prefix);
+    try {
+      // At once, before either connection is up: the app subscribes at start like this.
+      const sub = pubsub.subscribe(Topic.Generation, "early");
+      await sub.ready;
+      await pubsub.publish(Topic.Generation, "early", event("early", 1));
+      expect((await sub.next()).value?.generation.id).toBe("early");
+      await sub.return();
+    } finally {
+      await pubsub.close();
+      publisher.disconnect();
+      subscriber.disconnect();
+    }
   });
 });
