@@ -43,6 +43,15 @@ const schema = z.object({
   /** Origins allowed to call /graphql from a browser: `*`, or a comma-separated list. */
   CORS_ORIGINS: z.string().default("*"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Keep prompts, API keys and tokens in log lines (debugging only). */
+  LOG_SENSITIVE: bool.default("false"),
+  /**
+   * A listener of its own for GET /metrics: `off`, or a port (0: any free one). Unset: 9464 for
+   * `worker`, off for `api` and `all`, which serve /metrics on PORT.
+   */
+  METRICS_PORT: z.union([z.literal("off"), intFrom(0, 65535)]).optional(),
+  /** OTLP/HTTP collector base URL; unset means no tracing at all. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalUrl(["http", "https"]),
   WORKER_CONCURRENCY: intFrom(1, 1000).default(16),
   /** How long a worker's claim on a job lasts without renewal; a dead worker's jobs return after it. */
   QUEUE_LOCK_MS: intFrom(1000, 600000).default(30000),

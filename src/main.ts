@@ -6,6 +6,8 @@ import { createLogger, type Logger } from "./common/logger";
 import { ConfigError, loadConfig, type Config } from "./config";
 import { buildGraphQLSchema, printGraphQLSchema } from "./graphql/schema";
 import { startHttpServer, type HttpServer } from "./http/server";
+import { metricsPortFor, startMetricsServer, type MetricsServer } from "./http/metrics-server";
+import { startTracing } from "./observability/tracing";
 import { openDatabase } from "./infra/data-source";
 import { migrate } from "./infra/migrate";
 import { AuthService } from "./auth/auth.service";
@@ -45,7 +47,11 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const logger = createLogger(config.LOG_LEVEL, { role: command });
+  const logger = createLogger(
+    config.LOG_LEVEL,
+    { role: command },
+    { sensitive: config.LOG_SENSITIVE },
+  );
   switch (command) {
     case "api":
     case "worker":
@@ -74,9 +80,23 @@ async function serve(
   logger: Logger,
   roles: { api: boolean; worker: boolean },
 ): Promise<number> {
+  // Before anything that may start a span: the provider must be registered first.
+  const tracing = startTracing({
+    endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    attributes: { "gengate.role": roles.api ? (roles.worker ? "all" : "api") : "worker" },
+  });
   const app: App = await createApp(config, roles, logger);
   let http: HttpServer | undefined;
   if (roles.api) http = await startHttpServer(app, await buildGraphQLSchema());
+  const metricsPort = metricsPortFor(config.METRICS_PORT, roles);
+  let metricsServer: MetricsServer | undefined;
+  if (metricsPort !== null) {
+    metricsServer = await startMetricsServer(app.metrics, {
+      port: metricsPort,
+      host: config.HOST,
+      logger,
+    });
+  }
   if (roles.worker) logger.info({ concurrency: config.WORKER_CONCURRENCY }, "worker consuming");
 
   const done = new Promise<number>((resolve) => {
@@ -92,7 +112,9 @@ async function serve(
       force.unref();
       (async () => {
         await http?.close();
+        await metricsServer?.close();
         await app.stop();
+        await tracing.shutdown();
       })()
         .then(() => {
           logger.info("stopped");

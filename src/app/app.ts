@@ -46,7 +46,12 @@ import type { PubSub } from "../infra/pubsub/pubsub";
 import { RedisPubSub } from "../infra/pubsub/redis.pubsub";
 import { BullMqDriver } from "../infra/queue/bullmq.driver";
 import { InProcessQueueDriver } from "../infra/queue/in-process.driver";
-import type { Job, QueueConsumer, QueueDriver } from "../infra/queue/queue.driver";
+import {
+  PRIORITY_RANK,
+  type Job,
+  type QueueConsumer,
+  type QueueDriver,
+} from "../infra/queue/queue.driver";
 import { createRedis, redisOptions } from "../infra/redis";
 import { createProviderRegistry } from "../providers";
 import { LocalObjectStore, OutputUrlSigner, type ObjectStore } from "../storage/object-store";
@@ -63,6 +68,8 @@ import { BudgetRepository } from "../cost/budget.repository";
 import { BudgetService } from "../cost/budget.service";
 import { AlertService } from "../observability/alert.service";
 import { Metrics } from "../observability";
+import { instrumentQueue, traceProviders } from "../observability/instrumentation";
+import { periodOf } from "../cost/budget.policy";
 
 export interface AppRoles {
   api: boolean;
@@ -94,6 +101,9 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   const applied = await migrate(db.dataSource);
   if (applied.length) logger.info({ applied }, "migrations applied");
 
+  const metrics = new Metrics({
+    onCollectionErrors: (errors) => logger.warn({ errors }, "metrics collection reported errors"),
+  });
   const redisClients: Redis[] = [];
   let queue: QueueDriver;
   let pubsub: PubSub;
@@ -135,6 +145,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     limiter = new InMemoryTokenBucket(bucket);
     queue = new InProcessQueueDriver(logger);
   }
+  queue = instrumentQueue(queue, metrics);
 
   const secret = config.TOKEN_SECRET ?? embeddedSecret(config.DATA_DIR);
   const objects: ObjectStore & { close?(): void } = config.S3_BUCKET
@@ -149,7 +160,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       })
     : new LocalObjectStore(path.resolve(config.DATA_DIR, "objects"));
   const urlSigner = new OutputUrlSigner(config.PUBLIC_URL, secret, config.OUTPUT_URL_TTL_SECONDS);
-  const providers = createProviderRegistry(config);
+  const providers = traceProviders(createProviderRegistry(config));
   const outputUrl = (key: string): Promise<string> =>
     objects.signedUrl
       ? objects.signedUrl(key, config.OUTPUT_URL_TTL_SECONDS)
@@ -189,10 +200,13 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     // With nothing configured there is no other way to get in: print a first key, once.
     const first = await auth.bootstrapAdminKey();
     if (first) {
+      // The key itself goes to the terminal, never into the structured log (which redacts
+      // keys anyway): whoever started the program reads it once.
       logger.warn(
-        { apiKey: first.key, keyId: first.apiKey.id },
-        "first start: created an ADMIN key (shown once; `gengate create-key` makes more)",
+        { keyId: first.apiKey.id },
+        "first start: created an ADMIN key (printed on stderr once; `gengate create-key` makes more)",
       );
+      process.stderr.write(`gengate: first ADMIN key (shown once): ${first.key}\n`);
     }
   }
   const callbacks = new CallbackService(
@@ -216,9 +230,6 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     },
     notify: (g, event) => callbacks.notify(g, event),
   };
-  const metrics = new Metrics({
-    onCollectionErrors: (errors) => logger.warn({ errors }, "metrics collection reported errors"),
-  });
   const embedder = createEmbedder(config);
   const semanticRepo = new SemanticCacheRepository(db.dataSource);
   if (config.SEMANTIC_CACHE) await semanticRepo.ensureIndex(embedder.id, embedder.dimensions);
@@ -257,6 +268,30 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     logger,
   );
   const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
+  if (roles.api) {
+    // Service-wide values, the same from every process: exported by api processes only.
+    metrics.watchGlobal({
+      queueDepth: async () => {
+        const c = await queue.counts();
+        return {
+          ...c,
+          byPriority: {
+            INTERACTIVE: c.byPriority[PRIORITY_RANK.INTERACTIVE] ?? 0,
+            STANDARD: c.byPriority[PRIORITY_RANK.STANDARD] ?? 0,
+            BATCH: c.byPriority[PRIORITY_RANK.BATCH] ?? 0,
+          },
+        };
+      },
+      circuits: () =>
+        Promise.all(
+          providers.names().map(async (provider) => ({
+            provider,
+            open: (await breaker.health(provider)).circuit === "OPEN",
+          })),
+        ),
+      budgetRemaining: (limit) => budgets.remainingByAccount(periodOf(new Date()), limit),
+    });
+  }
   const subscriptions = new GenerationSubscriptions(repo, pubsub);
   const webhooks = new ProviderWebhookService(
     providers,
@@ -308,6 +343,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         webhookBackstopMs: config.WEBHOOK_BACKSTOP_POLL_MS,
       },
       logger.child({ component: "worker" }),
+      metrics,
     );
     const batchProcessor = new BatchProcessor(
       new BatchRepository(db.dataSource),

@@ -62,6 +62,23 @@ export class BudgetRepository {
     private readonly defaults: BudgetDefaults,
   ) {}
 
+  /**
+   * Account-wide budget left in `period` (limit - spent - reserved) of the `limit` accounts
+   * closest to their limit; accounts without an account-wide limit have no row. For the gauge.
+   */
+  async remainingByAccount(
+    period: string,
+    limit: number,
+  ): Promise<Array<{ accountId: string; remainingUsd: number }>> {
+    const rows = (await this.db.query(
+      `SELECT account_id, limit_usd - spent_usd - reserved_usd AS remaining
+         FROM account_budget_periods WHERE period = $1
+        ORDER BY remaining ASC, account_id LIMIT $2`,
+      [period, limit],
+    )) as Array<{ account_id: string; remaining: string }>;
+    return rows.map((r) => ({ accountId: r.account_id, remainingUsd: Number(r.remaining) }));
+  }
+
   /** The end user's tier; null for a user not seen yet. */
   async tierOf(accountId: string, userId: string): Promise<Tier | null> {
     const [row] = (await this.db.query(

@@ -24,6 +24,7 @@ import { fallbackChain, type Candidate } from "../routing/fallback-chain";
 import { exactCacheKey } from "../cache/cache-key";
 import type { CacheableResult } from "../cache/cache.service";
 import type { ModelAvailability } from "../routing/model-availability";
+import { NO_METRICS, observeFinished, type MetricsRecorder } from "../observability/metrics";
 
 export interface ProcessorOptions {
   /** Attempts per generation, across providers. @defaultValue 3 */
@@ -67,6 +68,7 @@ export class GenerationProcessor {
     private readonly alerts: { deliver(alertId: string, attempt: number): Promise<void> },
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
+    private readonly metrics: MetricsRecorder = NO_METRICS,
   ) {}
 
   handle = async (job: Job): Promise<void> => {
@@ -112,6 +114,8 @@ export class GenerationProcessor {
     const adapter = this.providers.get(route.provider)!;
     const started = await this.repo.startAttempt(generationId, adapter.name, model.name);
     if (!started) return;
+    if (started.attempt === 1)
+      this.metrics.queueWait(current.priority, generationElapsedMs(current) / 1000);
     await this.publish("STARTED", started.generation);
     const g = started.generation;
     const webhookUrl =
@@ -326,6 +330,7 @@ export class GenerationProcessor {
         );
     }
     for (const g of [done, ...finished.followers]) {
+      observeFinished(this.metrics, g);
       await this.publish("SUCCEEDED", g);
       await this.notify(g, "SUCCEEDED");
     }
@@ -365,6 +370,7 @@ export class GenerationProcessor {
     if (!finished) return;
     const updated = finished.generation;
     if (attempt && !modelGone) await this.recordOutcome(attempt, err, error);
+    this.metrics.error("attempt", error.code);
     this.logger.warn(
       { generationId, attempt: attemptNumber, code: error.code, final },
       "attempt failed",
@@ -391,6 +397,7 @@ export class GenerationProcessor {
 
   private async failed(finished: Finished): Promise<void> {
     for (const g of [finished.generation, ...finished.followers]) {
+      observeFinished(this.metrics, g);
       await this.publish("FAILED", g);
       await this.notify(g, "FAILED");
     }
@@ -444,6 +451,11 @@ export class GenerationProcessor {
     const userFault =
       error?.code === ProviderErrorCode.InvalidInput ||
       error?.code === ProviderErrorCode.ContentRefused;
+    this.metrics.providerAttempt(
+      attempt.provider,
+      error === null,
+      (Date.now() - Date.parse(attempt.startedAt)) / 1000,
+    );
     const transition = await this.breaker
       .record(attempt.provider, {
         ok: error === null || userFault,

@@ -12,7 +12,7 @@ import type { GenerateRequest } from "./generation.input";
 import type { GenerationQueue } from "./generation.queue";
 import type { GenerationRepository, NewGeneration } from "./generation.repository";
 import type { CacheService, LookupRequest } from "../cache/cache.service";
-import type { MetricsRecorder } from "../observability";
+import { observeFinished, type MetricsRecorder } from "../observability";
 import type { AlertRow } from "../cost/budget.repository";
 import type { Tier } from "../entities";
 import { validateGenerateRequest } from "./generation.validator";
@@ -134,6 +134,7 @@ export class GenerationService {
       generation.cached,
     );
     if (outcome.served === "EXACT") {
+      observeFinished(this.metrics, generation);
       await this.finishedAtOnce(generation, row.params.callbackUrl !== undefined);
       return generation;
     }
@@ -175,6 +176,7 @@ export class GenerationService {
     if (served.created) {
       this.metrics.generationCreated(served.generation.model, "SUCCEEDED", true);
       this.metrics.cacheSaved(served.generation.cacheHit?.kind ?? hit.kind, served.savedUsd);
+      observeFinished(this.metrics, served.generation);
       await this.finishedAtOnce(served.generation, row.params.callbackUrl !== undefined);
     }
     return served.generation;
@@ -263,6 +265,7 @@ export class GenerationService {
           this.logger.warn({ err, generationId: id }, "provider cancel failed"),
         );
     }
+    observeFinished(this.metrics, result.generation);
     await this.publish("CANCELED", result.generation);
     if (result.promoted) {
       // Requests attached to the canceled one still want their result: one of them runs now.

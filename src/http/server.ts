@@ -34,6 +34,12 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   const server = http.createServer(expressApp);
 
   const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  // Accepted connections, for the WebSocket gauges; each holds its operations in `subscriptions`.
+  const connections = new Set<{ subscriptions: Record<string, unknown> }>();
+  app.metrics.watchWebSockets(() => ({
+    connections: connections.size,
+    subscriptions: [...connections].reduce((n, c) => n + Object.keys(c.subscriptions).length, 0),
+  }));
   const wsServer = useServer<{ authorization?: unknown }>(
     {
       schema,
@@ -42,6 +48,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           const auth = ctx.connectionParams?.authorization;
           // A bad credential closes the socket (4403); none at all connects, unauthenticated.
           await services.auth.authenticate(typeof auth === "string" ? auth : undefined);
+          connections.add(ctx);
           return true;
         } catch (err) {
           if (err instanceof AppError) return false;
@@ -61,11 +68,14 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           });
         return { viewer, services };
       },
+      onClose: (ctx) => {
+        connections.delete(ctx);
+      },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors
-          ? { ...result, errors: result.errors.map((e) => toFormatted(e, logger)) }
+          ? { ...result, errors: result.errors.map((e) => toFormatted(e, app)) }
           : result,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => toFormatted(e, logger)),
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => toFormatted(e, app)),
     },
     wss,
   );
@@ -87,7 +97,9 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => {
       if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a resolver");
-      return formatError(formatted, error);
+      const out = formatError(formatted, error);
+      app.metrics.error("graphql", errorCodeOf(out));
+      return out;
     },
   });
   await apollo.start();
@@ -186,8 +198,14 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   };
 }
 
-function toFormatted(error: GraphQLError, logger: App["logger"]): GraphQLError {
-  if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a subscription");
+function errorCodeOf(formatted: { extensions?: Record<string, unknown> }): string {
+  const code = formatted.extensions?.code;
+  return typeof code === "string" ? code : "INTERNAL_SERVER_ERROR";
+}
+
+function toFormatted(error: GraphQLError, app: App): GraphQLError {
+  if (isUnexpected(error)) app.logger.error({ err: error }, "unexpected error in a subscription");
   const f = formatError(error.toJSON(), error);
+  app.metrics.error("graphql", errorCodeOf(f));
   return new GraphQLError(f.message, { extensions: f.extensions });
 }

@@ -1,3 +1,5 @@
+import { SpanKind } from "@opentelemetry/api";
+import { withSpan } from "../observability/tracing";
 import { ProviderError, ProviderErrorCode } from "./provider.adapter";
 
 export interface ProviderFetchOptions {
@@ -20,15 +22,48 @@ const MAX_RETRY_AFTER_MS = 60_000;
  * shares mapped to `ProviderError` (401/403 auth, 404 not found, 400/422 bad input, 429 rate
  * limited with Retry-After, 5xx and network errors retryable). Adapters refine the message.
  */
-export async function providerFetch<T>(
+export function providerFetch<T>(
   provider: string,
   url: string,
   opts: ProviderFetchOptions = {},
 ): Promise<{ status: number; body: T; headers: Headers }> {
+  const method =
+    opts.method ?? (opts.json !== undefined || opts.body !== undefined ? "POST" : "GET");
+  // The host only: paths and queries may name jobs or carry credentials.
+  return withSpan(
+    `HTTP ${method}`,
+    {
+      "http.request.method": method,
+      "server.address": hostOf(url),
+      "gengate.provider": provider,
+    },
+    async (span) => {
+      const res = await fetchOnce<T>(provider, url, method, opts);
+      span.setAttribute("http.response.status_code", res.status);
+      return res;
+    },
+    { kind: SpanKind.CLIENT },
+  );
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "invalid";
+  }
+}
+
+async function fetchOnce<T>(
+  provider: string,
+  url: string,
+  method: string,
+  opts: ProviderFetchOptions,
+): Promise<{ status: number; body: T; headers: Headers }> {
   let res: Response;
   try {
     res = await fetch(url, {
-      method: opts.method ?? (opts.json !== undefined || opts.body !== undefined ? "POST" : "GET"),
+      method,
       headers: {
         accept: "application/json",
         ...(opts.json !== undefined ? { "content-type": "application/json" } : {}),

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createApp, type App } from "../../src/app/app";
-import { createLogger } from "../../src/common/logger";
+import { createLogger, type Logger } from "../../src/common/logger";
 import { loadConfig } from "../../src/config";
 import { buildGraphQLSchema } from "../../src/graphql/schema";
 import { startHttpServer, type HttpServer } from "../../src/http/server";
@@ -71,11 +71,17 @@ export interface TestServer {
 /** gengate in this process (api and/or worker) on a free port, on the given test env. */
 export async function startTestServer(
   env: TestEnv,
-  opts: { api?: boolean; worker?: boolean; overrides?: Record<string, string> } = {},
+  opts: {
+    api?: boolean;
+    worker?: boolean;
+    overrides?: Record<string, string>;
+    /** Where the app logs (a test capturing its lines); else LOG_LEVEL to stdout. */
+    logger?: Logger;
+  } = {},
 ): Promise<TestServer> {
   const vars = env.env(opts.overrides);
   const config = loadConfig(vars);
-  const logger = createLogger(config.LOG_LEVEL);
+  const logger = opts.logger ?? createLogger(config.LOG_LEVEL);
   const app = await createApp(
     config,
     { api: opts.api ?? true, worker: opts.worker ?? true },

@@ -22,6 +22,7 @@ import {
   Output,
 } from "../types/generation.types";
 import { encodeCursor } from "../../generation/generation.service";
+import { withSpan } from "../../observability/tracing";
 
 @Resolver(() => Generation)
 export class GenerationResolver {
@@ -70,7 +71,13 @@ export class GenerationResolver {
     @Arg("input", () => GenerateInput) input: GenerateInput,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Generation> {
-    return Generation.from(await ctx.services.generations.generate(ctx.viewer, input));
+    // The root span of the generation's trace: its queue steps and provider calls are children.
+    const g = await withSpan("generate", {}, async (span) => {
+      const created = await ctx.services.generations.generate(ctx.viewer, input);
+      span.setAttributes({ "gengate.generation.id": created.id, "gengate.model": created.model });
+      return created;
+    });
+    return Generation.from(g);
   }
 
   @Mutation(() => Generation)

@@ -1,4 +1,5 @@
 import { Queue, Worker, type ConnectionOptions } from "bullmq";
+import { PRIORITY_RANK } from "./queue.driver";
 import type { Logger } from "../../common/logger";
 import type {
   ConsumeOptions,
@@ -7,6 +8,7 @@ import type {
   JobHandler,
   JobName,
   QueueConsumer,
+  QueueCounts,
   QueueDriver,
 } from "./queue.driver";
 
@@ -55,6 +57,23 @@ export class BullMqDriver implements QueueDriver {
     } catch {
       // An active job is locked by its worker; it will see the generation is finished.
     }
+  }
+
+  async counts(): Promise<QueueCounts> {
+    const ranks = Object.values(PRIORITY_RANK);
+    const [c, perPriority] = await Promise.all([
+      this.queue.getJobCounts("waiting", "prioritized", "active", "delayed"),
+      this.queue.getCountsPerPriority(ranks),
+    ]);
+    const byPriority: Record<number, number> = {};
+    for (const r of ranks) byPriority[r] = perPriority[String(r)] ?? 0;
+    return {
+      // BullMQ keeps prioritized jobs apart from the plain waiting list: both are ready to run.
+      waiting: (c.waiting ?? 0) + (c.prioritized ?? 0),
+      active: c.active ?? 0,
+      delayed: c.delayed ?? 0,
+      byPriority,
+    };
   }
 
   consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer {

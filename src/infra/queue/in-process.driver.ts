@@ -7,12 +7,15 @@ import type {
   JobHandler,
   JobName,
   QueueConsumer,
+  QueueCounts,
   QueueDriver,
 } from "./queue.driver";
 
 interface Entry {
   job: Job;
   priority: number;
+  /** Whether the step was given a priority (BullMQ's per-priority counts see only those). */
+  ranked: boolean;
   seq: number;
 }
 
@@ -34,6 +37,7 @@ export class InProcessQueueDriver implements QueueDriver {
     const entry: Entry = {
       job: { id: opts.jobId, name, data },
       priority: opts.priority ?? 5,
+      ranked: opts.priority !== undefined,
       seq: this.seq++,
     };
     if (opts.delayMs && opts.delayMs > 0) {
@@ -70,6 +74,18 @@ export class InProcessQueueDriver implements QueueDriver {
         this.consumers.delete(consumer);
         await consumer.close();
       },
+    };
+  }
+
+  async counts(): Promise<QueueCounts> {
+    const byPriority: Record<number, number> = {};
+    for (const e of this.waiting)
+      if (e.ranked) byPriority[e.priority] = (byPriority[e.priority] ?? 0) + 1;
+    return {
+      waiting: this.waiting.length,
+      active: this.active.size,
+      delayed: this.delayed.size,
+      byPriority,
     };
   }
 

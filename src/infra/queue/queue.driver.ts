@@ -20,6 +20,11 @@ export interface JobData {
   deliveryId?: string;
   /** For `alert`: the alert whose webhook to call (`attempt` counts its deliveries). */
   alertId?: string;
+  /**
+   * The W3C trace context (`traceparent`, `tracestate`) of the step that enqueued this one, so
+   * a generation's steps across processes form one trace. Absent when tracing is off.
+   */
+  trace?: Record<string, string>;
 }
 
 export interface Job {
@@ -49,6 +54,17 @@ export interface ConsumeOptions {
   lockMs?: number;
 }
 
+/** What the queue holds now, for the queue gauges. */
+export interface QueueCounts {
+  /** Ready to run (any priority, or none). */
+  waiting: number;
+  active: number;
+  /** Scheduled for later: backoffs and the next status polls. */
+  delayed: number;
+  /** Waiting steps by their priority rank (1, 5, 10); steps without one are not in it. */
+  byPriority: Record<number, number>;
+}
+
 export interface QueueDriver {
   add(name: JobName, data: JobData, opts: EnqueueOptions): Promise<void>;
   /** Whether a job with this id is waiting, delayed or active. */
@@ -56,6 +72,8 @@ export interface QueueDriver {
   /** Removes a waiting or delayed job; an active one is left to finish. */
   remove(jobId: string): Promise<void>;
   consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer;
+  /** Steps by state and the waiting ones by priority; every process sees the same queue. */
+  counts(): Promise<QueueCounts>;
   close(): Promise<void>;
 }
 
