@@ -51,6 +51,8 @@ export async function createTestEnv(): Promise<TestEnv> {
       RATE_LIMIT_PER_SECOND: "10000",
       RATE_LIMIT_BURST: "10000",
       SHUTDOWN_TIMEOUT_SECONDS: "10",
+      // Several workers share this machine: each takes a free port for its metrics.
+      METRICS_PORT: "0",
       ...overrides,
     }),
     cleanup: async () => {
