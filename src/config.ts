@@ -156,6 +156,27 @@ const schema = z.object({
   /** Ask the server for EMBEDDINGS_DIMENSIONS (models trained to shorten, e.g. OpenAI's v3). */
   EMBEDDINGS_REQUEST_DIMENSIONS: bool.default("false"),
   EMBEDDINGS_TIMEOUT_MS: intFrom(50, 60000).default(2000),
+  /**
+   * Anomaly detection on rolling baselines (model latency, provider error rate, account spend
+   * per hour, cache hit rate): a sample this many deviations out raises a warning, or a
+   * critical alert; never during the warm-up, and once per series per cool-down.
+   */
+  ANOMALY_DETECTION: bool.default("true"),
+  ANOMALY_WARNING_SIGMA: z.coerce.number().min(1).max(100).default(3),
+  ANOMALY_CRITICAL_SIGMA: z.coerce.number().min(1).max(100).default(5),
+  /** EWMA weight of each new sample: about 2/alpha samples make the baseline. */
+  ANOMALY_EWMA_ALPHA: z.coerce.number().gt(0).max(1).default(0.05),
+  ANOMALY_WARMUP_SAMPLES: intFrom(2, 1000000).default(20),
+  ANOMALY_COOLDOWN_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(30 * 86400)
+    .default(3600),
+  /** Provider attempts per error-rate sample, cache lookups per hit-rate sample. */
+  ANOMALY_ERROR_WINDOW: intFrom(1, 1000000).default(20),
+  ANOMALY_CACHE_WINDOW: intFrom(1, 1000000).default(100),
+  /** The operators' alert webhook (Slack-compatible): system alerts, those of no account. */
+  ALERT_WEBHOOK_URL: optionalUrl(["http", "https"]),
   /** Tests only: let callbacks reach private and loopback addresses. */
   CALLBACKS_ALLOW_PRIVATE: bool.default("false"),
   SIM_LATENCY_MS: intFrom(0, 600000).default(3000),
@@ -209,6 +230,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.SIM_PROVIDER_URL && !c.SIM_PROVIDER_TOKEN) {
     throw new ConfigError(
       "Invalid configuration:\n  SIM_PROVIDER_TOKEN: required with SIM_PROVIDER_URL",
+    );
+  }
+  if (c.ANOMALY_CRITICAL_SIGMA <= c.ANOMALY_WARNING_SIGMA) {
+    throw new ConfigError(
+      "Invalid configuration:\n  ANOMALY_CRITICAL_SIGMA: must be more than ANOMALY_WARNING_SIGMA",
     );
   }
   const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");

@@ -67,6 +67,15 @@ import { UsageService } from "../cost/usage.service";
 import { BudgetRepository } from "../cost/budget.repository";
 import { BudgetService } from "../cost/budget.service";
 import { AlertService } from "../observability/alert.service";
+import type { BaselineStore } from "../observability/anomaly.baseline";
+import {
+  AnomalyDetector,
+  NO_ANOMALY_DETECTION,
+  observingCacheLookups,
+  type AnomalyObserver,
+} from "../observability/anomaly.detector";
+import { InMemoryBaselineStore } from "../observability/anomaly.memory-store";
+import { RedisBaselineStore } from "../observability/anomaly.redis-store";
 import { Metrics } from "../observability";
 import { instrumentQueue, traceProviders } from "../observability/instrumentation";
 import { periodOf } from "../cost/budget.policy";
@@ -110,6 +119,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
   let kv: KeyValueStore;
   let breaker: CircuitBreaker;
   let limiter: RateLimiter;
+  let baselines: BaselineStore;
   const circuit = {
     windowMs: config.CIRCUIT_WINDOW_SECONDS * 1000,
     minRequests: config.CIRCUIT_MIN_REQUESTS,
@@ -132,6 +142,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     kv = new RedisKeyValueStore(probe, config.REDIS_PREFIX);
     breaker = new RedisCircuitBreaker(probe, config.REDIS_PREFIX, circuit);
     limiter = new RedisTokenBucket(probe, config.REDIS_PREFIX, bucket);
+    baselines = new RedisBaselineStore(probe, config.REDIS_PREFIX);
     queue = new BullMqDriver({
       connection: redisOptions(config.REDIS_URL) as BullRedisOptions,
       prefix: config.REDIS_PREFIX,
@@ -143,6 +154,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     kv = new InMemoryKeyValueStore();
     breaker = new InMemoryCircuitBreaker(circuit);
     limiter = new InMemoryTokenBucket(bucket);
+    baselines = new InMemoryBaselineStore();
     queue = new InProcessQueueDriver(logger);
   }
   queue = instrumentQueue(queue, metrics);
@@ -190,9 +202,25 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     db.dataSource,
     pubsub,
     queue,
-    { allowPrivate: config.CALLBACKS_ALLOW_PRIVATE },
+    { allowPrivate: config.CALLBACKS_ALLOW_PRIVATE, operatorWebhookUrl: config.ALERT_WEBHOOK_URL },
     logger.child({ component: "alerts" }),
   );
+  const anomalies: AnomalyObserver = config.ANOMALY_DETECTION
+    ? new AnomalyDetector(
+        baselines,
+        alerts,
+        {
+          warningSigma: config.ANOMALY_WARNING_SIGMA,
+          criticalSigma: config.ANOMALY_CRITICAL_SIGMA,
+          alpha: config.ANOMALY_EWMA_ALPHA,
+          warmupSamples: config.ANOMALY_WARMUP_SAMPLES,
+          cooldownMs: config.ANOMALY_COOLDOWN_SECONDS * 1000,
+          errorWindow: config.ANOMALY_ERROR_WINDOW,
+          cacheWindow: config.ANOMALY_CACHE_WINDOW,
+        },
+        logger.child({ component: "anomalies" }),
+      )
+    : NO_ANOMALY_DETECTION;
   const events = new GenerationEvents(pubsub);
   const generationQueue = new GenerationQueue(queue);
   const auth = new AuthService(new ApiKeyRepository(db.dataSource), secret);
@@ -246,7 +274,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       semanticEnabled: config.SEMANTIC_CACHE,
     },
     logger.child({ component: "cache" }),
-    metrics,
+    observingCacheLookups(metrics, anomalies),
   );
   const generations = new GenerationService(
     repo,
@@ -333,6 +361,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       providerHealth,
       cache,
       alerts,
+      anomalies,
       {
         maxAttempts: config.MAX_ATTEMPTS,
         maxTotalMs: config.MAX_GENERATION_SECONDS * 1000,

@@ -25,6 +25,7 @@ import { exactCacheKey } from "../cache/cache-key";
 import type { CacheableResult } from "../cache/cache.service";
 import type { ModelAvailability } from "../routing/model-availability";
 import { NO_METRICS, observeFinished, type MetricsRecorder } from "../observability/metrics";
+import type { AnomalyObserver } from "../observability/anomaly.detector";
 
 export interface ProcessorOptions {
   /** Attempts per generation, across providers. @defaultValue 3 */
@@ -66,6 +67,7 @@ export class GenerationProcessor {
     /** Where paid results are remembered for identical and similar requests. */
     private readonly cache: { remember(result: CacheableResult): Promise<void> },
     private readonly alerts: { deliver(alertId: string, attempt: number): Promise<void> },
+    private readonly anomalies: AnomalyObserver,
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
     private readonly metrics: MetricsRecorder = NO_METRICS,
@@ -334,6 +336,7 @@ export class GenerationProcessor {
       await this.publish("SUCCEEDED", g);
       await this.notify(g, "SUCCEEDED");
     }
+    await this.anomalies.observeSettled(done, produced.model, cost);
   }
 
   /** Records a failed attempt, then retries after a backoff or fails the generation. */
@@ -469,6 +472,7 @@ export class GenerationProcessor {
         return null;
       });
     if (transition) await this.health.publish(transition);
+    await this.anomalies.observeAttempt(attempt.provider, error === null || userFault);
   }
 
   /**

@@ -13,15 +13,25 @@ export const MAX_ALERTS_PAGE = 200;
 const WEBHOOK_RETRIES = 4;
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
+export type AlertSeverity = AlertRow["severity"];
+
+/** An alert before it is stored; system alerts (a provider, a model) have no account. */
+export type NewAlert = Omit<AlertRow, "id" | "createdAt">;
+
 export interface AlertOptions {
   /** Tests only: alert webhooks may reach loopback and private addresses. */
   allowPrivate: boolean;
+  /**
+   * The operators' webhook (ALERT_WEBHOOK_URL): where system alerts, those of no account,
+   * are sent. Unset: they are stored and published only.
+   */
+  operatorWebhookUrl?: string;
 }
 
 /**
- * Stored alerts (the budget warning today; anomaly alerts use the same path): published to
- * live subscribers and sent to the account's alert webhook (Slack-compatible JSON), the
- * delivery being a queue job that retries with backoff.
+ * Stored alerts (budget warnings, anomalies): published to live subscribers and sent to the
+ * account's alert webhook, or the operators' one for a system alert (Slack-compatible JSON),
+ * the delivery being a queue job that retries with backoff.
  */
 export class AlertService {
   constructor(
@@ -32,12 +42,34 @@ export class AlertService {
     private readonly logger: Logger,
   ) {}
 
+  /** Stores an alert raised outside a transaction of its own (anomalies), then `raised`. */
+  async raise(alert: NewAlert): Promise<AlertRow> {
+    const [stored] = (await this.db.query(
+      `INSERT INTO alerts (account_id, user_id, kind, severity, message, data)
+       VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+       RETURNING id, created_at`,
+      [
+        alert.accountId,
+        alert.userId,
+        alert.kind,
+        alert.severity,
+        alert.message,
+        JSON.stringify(alert.data),
+      ],
+    )) as Array<{ id: string; created_at: Date }>;
+    const row = { ...alert, id: stored!.id, createdAt: new Date(stored!.created_at).toISOString() };
+    await this.raised([row]);
+    return row;
+  }
+
   /** After the transaction that stored them commits: publish, and schedule the webhooks. */
   async raised(alerts: AlertRow[]): Promise<void> {
     for (const alert of alerts) {
       try {
         await this.pubsub.publish(Topic.Alerts, "all", alert);
         if (alert.accountId) await this.pubsub.publish(Topic.AccountAlerts, alert.accountId, alert);
+        // A system alert goes to the operators' webhook, when there is one.
+        if (!alert.accountId && !this.opts.operatorWebhookUrl) continue;
         await this.queue.add(
           "alert",
           { generationId: "", alertId: alert.id, attempt: 0 },
@@ -140,12 +172,16 @@ export class AlertService {
     return normalized;
   }
 
-  /** The `alert` job: one delivery attempt; a failure schedules the next with backoff. */
+  /**
+   * The `alert` job: one delivery attempt; a failure schedules the next with backoff. An
+   * account's alert goes to its webhook; a system alert to the operators' (trusted
+   * configuration, so it may be a private address such as an internal relay).
+   */
   async deliver(alertId: string, attempt: number): Promise<void> {
     const [row] = (await this.db.query(
       `SELECT al.id, al.kind, al.severity, al.message, al.data, al.created_at, al.account_id,
-              a.alert_webhook_url AS url, a.name
-         FROM alerts al JOIN accounts a ON a.id = al.account_id
+              a.alert_webhook_url AS url
+         FROM alerts al LEFT JOIN accounts a ON a.id = al.account_id
         WHERE al.id = $1`,
       [alertId],
     )) as Array<{
@@ -155,11 +191,13 @@ export class AlertService {
       message: string;
       data: Record<string, unknown>;
       created_at: Date;
-      account_id: string;
+      account_id: string | null;
       url: string | null;
-      name: string;
     }>;
-    if (!row?.url) return;
+    if (!row) return;
+    const system = row.account_id === null;
+    const url = system ? this.opts.operatorWebhookUrl : row.url;
+    if (!url) return;
     // Slack's incoming-webhook shape (`text`), with the alert itself beside it for machines.
     const body = JSON.stringify({
       text: `[${row.severity}] ${row.message}`,
@@ -175,10 +213,10 @@ export class AlertService {
     });
     try {
       const res = await safePost(
-        row.url,
+        url,
         body,
         { "content-type": "application/json", "user-agent": "gengate-alerts" },
-        { timeoutMs: WEBHOOK_TIMEOUT_MS, allowPrivate: this.opts.allowPrivate },
+        { timeoutMs: WEBHOOK_TIMEOUT_MS, allowPrivate: system || this.opts.allowPrivate },
       );
       if (res.status >= 200 && res.status < 300) return;
       throw new Error(`alert webhook answered ${res.status}`);
