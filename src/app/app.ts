@@ -157,7 +157,12 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     baselines = new InMemoryBaselineStore();
     queue = new InProcessQueueDriver(logger);
   }
-  queue = instrumentQueue(queue, metrics);
+  queue = instrumentQueue(
+    queue,
+    metrics,
+    // Only when traces are exported: otherwise every untraced step would cost a read.
+    config.OTEL_EXPORTER_OTLP_ENDPOINT ? (id) => repo.traceContext(id) : undefined,
+  );
 
   const secret = config.TOKEN_SECRET ?? embeddedSecret(config.DATA_DIR);
   const objects: ObjectStore & { close?(): void } = config.S3_BUCKET

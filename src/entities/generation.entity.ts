@@ -156,6 +156,10 @@ export class GenerationEntity {
   })
   reservedUsd: number;
 
+  /** W3C trace headers of the trace the generation started in. */
+  @Column("jsonb", { name: "trace_context", nullable: true })
+  traceContext: Record<string, string> | null;
+
   /** The month (`YYYY-MM`, UTC) whose budget was reserved and is charged. */
   @Column("text", { name: "budget_period", nullable: true })
   budgetPeriod: string | null;

@@ -41,6 +41,8 @@ export interface NewGeneration {
   inflightKey: string | null;
   /** What to hold against the budget (the dearest fallback); the estimate when unset. */
   reserveUsd?: number;
+  /** The trace the request arrived in, for later steps to continue. */
+  traceContext?: Record<string, string> | null;
 }
 
 /** How `createQueued` answered: a new generation to run, one attached to an identical running one, or a result served from Postgres. */
@@ -904,6 +906,14 @@ export class GenerationRepository {
       runningAttempt: r.running_attempt,
       pollJobId: r.poll_job_id,
     }));
+  }
+
+  /** The trace a generation started in (W3C headers), if it was traced. */
+  async traceContext(id: string): Promise<Record<string, string> | undefined> {
+    const [row] = (await this.db.query(`SELECT trace_context FROM generations WHERE id = $1`, [
+      id,
+    ])) as Array<{ trace_context: Record<string, string> | null }>;
+    return row?.trace_context ?? undefined;
   }
 
   /** Marks a generation as looked after, so the reconciler leaves it alone for a while. */

@@ -6,6 +6,7 @@ import { isUuid, validateUserId } from "../auth/auth.service";
 import type { ModelCatalog, ModelDefinition } from "../cost/model-catalog";
 import { estimateCost, worstCaseCost, type CostEstimate } from "../cost/cost-estimator";
 import { fallbackChain } from "../routing/fallback-chain";
+import { traceCarrier } from "../observability/tracing";
 import type { ProviderRegistry } from "../providers";
 import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerateRequest } from "./generation.input";
@@ -96,6 +97,7 @@ export class GenerationService {
       requestHash: req.requestHash,
       cacheKey,
       inflightKey: req.cacheMode === "DEFAULT" ? cacheKey : null,
+      traceContext: traceCarrier() ?? null,
     };
     if (req.cacheMode === "DEFAULT") {
       const served = await this.serveFromCache(

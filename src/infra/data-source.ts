@@ -10,6 +10,7 @@ import { ProviderWebhooks1764290000001 } from "../../migrations/1764290000001-pr
 import { Cache1764300000000 } from "../../migrations/1764300000000-cache";
 import { ModelCatalog1764320000000 } from "../../migrations/1764320000000-model-catalog";
 import { Budgets1764320000003 } from "../../migrations/1764320000003-budgets";
+import { TraceContext1764330000001 } from "../../migrations/1764330000001-trace-context";
 import { Batching1764320000002 } from "../../migrations/1764320000002-batching";
 import { UsageRollup1764320000001 } from "../../migrations/1764320000001-usage-rollup";
 
@@ -22,6 +23,7 @@ export const MIGRATIONS = [
   UsageRollup1764320000001,
   Batching1764320000002,
   Budgets1764320000003,
+  TraceContext1764330000001,
 ];
 
 export interface DatabaseOptions {

@@ -15,10 +15,19 @@ import { contextFrom, traceCarrier, withSpan } from "./tracing";
 export function instrumentQueue(
   driver: QueueDriver,
   metrics: Pick<Metrics, "jobRunning">,
+  /**
+   * The trace a generation started in: a step enqueued outside any trace (a provider's
+   * webhook, the reconciler) continues its generation's instead of starting a new one.
+   */
+  storedTrace?: (generationId: string) => Promise<Record<string, string> | undefined>,
 ): QueueDriver {
   return {
-    add: (name, data, opts) => {
-      const trace = traceCarrier();
+    add: async (name, data, opts) => {
+      const trace =
+        traceCarrier() ??
+        (storedTrace && data.generationId
+          ? await storedTrace(data.generationId).catch(() => undefined)
+          : undefined);
       return driver.add(name, trace ? { ...data, trace } : data, opts);
     },
     has: (jobId) => driver.has(jobId),
@@ -36,6 +45,7 @@ export function instrumentQueue(
               {
                 "messaging.system": "gengate",
                 "messaging.operation.name": job.name,
+                "messaging.message.id": job.id,
                 ...(generationId ? { "gengate.generation.id": generationId } : {}),
                 ...(job.data.attempt !== undefined ? { "gengate.attempt": job.data.attempt } : {}),
               },

@@ -76,6 +76,8 @@ describe("telemetry of a scripted run: metrics, one trace per generation, log li
       },
     });
     server = await startTestServer(env, {
+      // Traces are "exported" (to the in-memory exporter): steps look up a generation's trace.
+      overrides: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" },
       logger: createLogger("trace", {}, { destination: sink }),
     });
     key = (await partner(server, await adminKey(server))).key;
@@ -221,6 +223,34 @@ describe("telemetry of a scripted run: metrics, one trace per generation, log li
       // Another generation is another trace.
       const other = about(ids.refused).find((s) => s.name === "generate");
       expect(other!.spanContext().traceId).not.toBe(traceId);
+    });
+  });
+
+  describe("tracing of steps started outside a trace", () => {
+    it("a step a webhook or the reconciler enqueues continues its generation's trace", async () => {
+      const api = spans
+        .getFinishedSpans()
+        .find((s) => s.name === "generate" && s.attributes["gengate.generation.id"] === ids.ok)!;
+      // Enqueued from no span at all, as a webhook's status check or the reconciler does.
+      await server.app.queue.add(
+        "poll",
+        { generationId: ids.ok, attempt: 1, once: true },
+        { jobId: `${ids.ok}-trace-check` },
+      );
+      const deadline = Date.now() + 10_000;
+      let step;
+      while (!step && Date.now() < deadline) {
+        step = spans
+          .getFinishedSpans()
+          .find(
+            (s) =>
+              s.name === "job poll" &&
+              s.attributes["messaging.message.id"] === `${ids.ok}-trace-check`,
+          );
+        if (!step) await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(step).toBeDefined();
+      expect(step!.spanContext().traceId).toBe(api.spanContext().traceId);
     });
   });
 
