@@ -1,0 +1,6 @@
+export * from "./quality.types";
+export * from "./quality.gate";
+export * from "./technical.check";
+export * from "./alignment.check";
+export * from "./moderation.check";
+export * from "./quality-gate.factory";
