@@ -23,6 +23,7 @@ import {
 import { BadInputError } from "../common/errors";
 import { GenerationSubscriptions } from "../generation/generation.subscriptions";
 import { OutputStoreService } from "../generation/output-store.service";
+import { createQualityGate } from "../quality";
 import { ProviderWebhookService } from "../generation/provider-webhooks.service";
 import { Reconciler } from "../generation/reconciler";
 import { BatchProcessor } from "../generation/batch.processor";
@@ -308,6 +309,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         webhookBackstopMs: config.WEBHOOK_BACKSTOP_POLL_MS,
       },
       logger.child({ component: "worker" }),
+      createQualityGate(config, logger.child({ component: "quality" })),
     );
     const batchProcessor = new BatchProcessor(
       new BatchRepository(db.dataSource),
