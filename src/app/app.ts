@@ -23,7 +23,7 @@ import {
 import { BadInputError } from "../common/errors";
 import { GenerationSubscriptions } from "../generation/generation.subscriptions";
 import { OutputStoreService } from "../generation/output-store.service";
-import { createQualityGate } from "../quality";
+import { createQualityGate, PassRateRepository, PassRateTracker } from "../quality";
 import { ProviderWebhookService } from "../generation/provider-webhooks.service";
 import { Reconciler } from "../generation/reconciler";
 import { BatchProcessor } from "../generation/batch.processor";
@@ -238,6 +238,16 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     logger.child({ component: "cache" }),
     metrics,
   );
+  // Selection ranks by cost per accepted output once a model has enough judged attempts.
+  const passRates = new PassRateTracker(
+    new PassRateRepository(db.dataSource),
+    {
+      windowHours: config.QUALITY_PASS_RATE_WINDOW_HOURS,
+      minObservations: config.QUALITY_PASS_RATE_MIN_OBSERVATIONS,
+    },
+    logger.child({ component: "quality" }),
+  );
+  if (roles.api) await passRates.start();
   const generations = new GenerationService(
     repo,
     generationQueue,
@@ -256,6 +266,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       defaultTier: config.DEFAULT_TIER,
     },
     logger,
+    passRates,
   );
   const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
   const subscriptions = new GenerationSubscriptions(repo, pubsub);
@@ -385,6 +396,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     stop() {
       stopped ??= (async () => {
         await reconciler.stop();
+        passRates.stop();
         // Active steps finish (they are short); anything not started stays in the queue.
         await consumer?.close();
         await queue.close();

@@ -1,4 +1,5 @@
 import { startSimServer, type SimServer } from "../../src/providers/simulated/sim-server";
+import { PassRateRepository } from "../../src/quality";
 import { gql, wsClient, type WsClient } from "../helpers/graphql";
 import {
   adminKey,
@@ -141,8 +142,21 @@ describe("every output passes the quality gate before it is accepted", () => {
         key,
       );
       expect(again.data!.generate.cached).toBe(false);
+      const rerun = await socket
+        .subscribe(WATCH, { id: again.data!.generate.id })
+        .until((m) => ["SUCCEEDED", "FAILED"].includes(m.generationUpdated.type));
+      expect(rerun.generationUpdated.generation.error.code).toBe("QUALITY_FAILED");
     } finally {
       fallback.setBehaviour({ defects: false });
     }
+  });
+
+  it("counts every judged attempt per model for the pass rates selection reads", async () => {
+    const counts = await new PassRateRepository(server.app.db.dataSource).recent(1);
+    const byModel = Object.fromEntries(counts);
+    // The images above: 1 good, 5 rejected then accepted, twice 2 rejected (both providers).
+    expect(byModel["sim-image-standard"]).toEqual({ judged: 15, passed: 6 });
+    expect(byModel["sim-video"]).toEqual({ judged: 2, passed: 1 });
+    expect(byModel["sim-audio"]).toEqual({ judged: 4, passed: 2 });
   });
 });
