@@ -177,6 +177,36 @@ const schema = z.object({
   ANOMALY_CACHE_WINDOW: intFrom(1, 1000000).default(100),
   /** The operators' alert webhook (Slack-compatible): system alerts, those of no account. */
   ALERT_WEBHOOK_URL: optionalUrl(["http", "https"]),
+  /**
+   * Quality gate: every output is checked before it is accepted; a failed check is a failed
+   * attempt (the next provider is tried). The technical check reads the file itself.
+   */
+  QUALITY_TECHNICAL: bool.default("true"),
+  /** An image whose every colour channel's std-dev (0-255) is at or under this is one flat colour. */
+  QUALITY_MIN_STDDEV: z.coerce.number().min(0).max(128).default(2),
+  /** A picture whose every colour channel's mean (0-255) is at or under this is a black frame. */
+  QUALITY_BLACK_MAX_MEAN: z.coerce.number().min(0).max(255).default(8),
+  /** Allowed difference from the asked width/height and duration, as fractions. */
+  QUALITY_SIZE_TOLERANCE: z.coerce.number().min(0).max(1).default(0.1),
+  QUALITY_DURATION_TOLERANCE: z.coerce.number().min(0).max(1).default(0.1),
+  /** Text-image alignment scorer (see README, "Quality gate"); unset turns the check off. */
+  QUALITY_ALIGNMENT_URL: optionalUrl(["http", "https"]),
+  QUALITY_ALIGNMENT_API_KEY: z.string().optional(),
+  QUALITY_ALIGNMENT_MIN: z.coerce.number().min(-1).max(1).default(0.25),
+  /** `openai`: OpenAI's moderation endpoint with OPENAI_API_KEY / OPENAI_BASE_URL. */
+  QUALITY_MODERATION: z.enum(["off", "openai"]).default("off"),
+  QUALITY_MODERATION_MODEL: z.string().min(1).default("omni-moderation-latest"),
+  /** A moderation category score at or above this fails the output even when not flagged. */
+  QUALITY_MODERATION_MAX_SCORE: z.coerce.number().gt(0).max(1).optional(),
+  /** A check whose service errs or times out: `skip` it (accept the output) or `fail` it. */
+  QUALITY_ON_ERROR: z.enum(["skip", "fail"]).default("skip"),
+  QUALITY_CHECK_TIMEOUT_MS: intFrom(100, 120000).default(5000),
+  /**
+   * Model selection ranks by cost per accepted output (price / quality pass rate) for models
+   * with at least this many judged attempts in the window; others by price alone.
+   */
+  QUALITY_PASS_RATE_WINDOW_HOURS: z.coerce.number().min(0.01).max(8760).default(168),
+  QUALITY_PASS_RATE_MIN_OBSERVATIONS: intFrom(1, 1000000).default(20),
   /** Tests only: let callbacks reach private and loopback addresses. */
   CALLBACKS_ALLOW_PRIVATE: bool.default("false"),
   SIM_LATENCY_MS: intFrom(0, 600000).default(3000),
@@ -235,6 +265,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.ANOMALY_CRITICAL_SIGMA <= c.ANOMALY_WARNING_SIGMA) {
     throw new ConfigError(
       "Invalid configuration:\n  ANOMALY_CRITICAL_SIGMA: must be more than ANOMALY_WARNING_SIGMA",
+    );
+  }
+  if (c.QUALITY_MODERATION === "openai" && !c.OPENAI_API_KEY) {
+    throw new ConfigError(
+      "Invalid configuration:\n  QUALITY_MODERATION: openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a proxy)",
     );
   }
   const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");

@@ -23,6 +23,7 @@ import {
 import { BadInputError } from "../common/errors";
 import { GenerationSubscriptions } from "../generation/generation.subscriptions";
 import { OutputStoreService } from "../generation/output-store.service";
+import { createQualityGate, PassRateRepository, PassRateTracker } from "../quality";
 import { ProviderWebhookService } from "../generation/provider-webhooks.service";
 import { Reconciler } from "../generation/reconciler";
 import { BatchProcessor } from "../generation/batch.processor";
@@ -281,6 +282,16 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     logger.child({ component: "cache" }),
     observingCacheLookups(metrics, anomalies),
   );
+  // Selection ranks by cost per accepted output once a model has enough judged attempts.
+  const passRates = new PassRateTracker(
+    new PassRateRepository(db.dataSource),
+    {
+      windowHours: config.QUALITY_PASS_RATE_WINDOW_HOURS,
+      minObservations: config.QUALITY_PASS_RATE_MIN_OBSERVATIONS,
+    },
+    logger.child({ component: "quality" }),
+  );
+  if (roles.api) await passRates.start();
   const generations = new GenerationService(
     repo,
     generationQueue,
@@ -299,6 +310,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       defaultTier: config.DEFAULT_TIER,
     },
     logger,
+    passRates,
   );
   const providerHealth = new ProviderHealthService(breaker, providers, pubsub);
   if (roles.api) {
@@ -378,6 +390,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       },
       logger.child({ component: "worker" }),
       metrics,
+      createQualityGate(config, logger.child({ component: "quality" })),
     );
     const batchProcessor = new BatchProcessor(
       new BatchRepository(db.dataSource),
@@ -453,6 +466,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     stop() {
       stopped ??= (async () => {
         await reconciler.stop();
+        passRates.stop();
         // Active steps finish (they are short); anything not started stays in the queue.
         await consumer?.close();
         await queue.close();

@@ -67,7 +67,9 @@ export interface SelectionBounds {
  *
  * Among non-deprecated models of the media type under the ceiling, the cheapest reaching the
  * floor wins (a tie goes to the higher quality); when none reaches it, the best one there
- * is. A floor above the ceiling is a request the tier does not cover: FREE with CLIENT or
+ * is. "Cheapest" is per accepted output: a model whose recent quality pass rate is known
+ * (`passRates`) costs its price divided by that rate, since each rejected output is paid for
+ * and tried again; one without enough observations costs its price. A floor above the ceiling is a request the tier does not cover: FREE with CLIENT or
  * PRINT is refused (`contentType`) rather than served below what the content needs; FREE
  * asking a higher quality in GENERAL or SOCIAL is served at its ceiling.
  */
@@ -118,6 +120,7 @@ export function tierCeiling(catalog: ModelCatalog, mediaType: MediaType, tier?: 
 export function selectModel(
   catalog: ModelCatalog,
   req: SelectionRequest,
+  passRates?: { rate(model: string): number | undefined },
 ): ModelDefinition | undefined {
   const candidates = selectable(catalog, req.mediaType);
   if (candidates.length === 0) return undefined;
@@ -126,9 +129,22 @@ export function selectModel(
   const allowed = candidates.filter((m) => m.quality <= bounds.maxQuality);
   const meeting = allowed
     .filter((m) => m.quality >= bounds.minQuality)
-    .sort((a, b) => price(a) - price(b) || b.quality - a.quality);
+    .sort((a, b) => perAccepted(a) - perAccepted(b) || b.quality - a.quality);
   if (meeting[0]) return meeting[0];
-  return allowed.sort((a, b) => b.quality - a.quality || price(a) - price(b))[0];
+  return allowed.sort((a, b) => b.quality - a.quality || perAccepted(a) - perAccepted(b))[0];
+
+  function perAccepted(m: ModelDefinition): number {
+    return costPerAcceptedOutput(price(m), passRates?.rate(m.name));
+  }
+}
+
+/**
+ * Price over pass rate: what one accepted output costs when rejected ones are paid and
+ * retried. A rate under 1% counts as 1%, so a model that never passes ranks last, not as
+ * infinitely (and equally) expensive.
+ */
+export function costPerAcceptedOutput(price: number, passRate: number | undefined): number {
+  return passRate === undefined ? price : price / Math.max(0.01, passRate);
 }
 
 function selectable(catalog: ModelCatalog, mediaType: MediaType): ModelDefinition[] {

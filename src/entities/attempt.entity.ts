@@ -1,4 +1,5 @@
 import { Column, Entity, Index, PrimaryGeneratedColumn } from "typeorm";
+import type { QualityReportInfo } from "./generation.entity";
 import { usd } from "./transformers";
 
 export type AttemptStatus = "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELED";
@@ -48,6 +49,10 @@ export class AttemptEntity {
 
   @Column("text", { name: "error_code", nullable: true })
   errorCode: string | null;
+
+  /** The quality gate's report on this attempt's outputs, passed or not; null when not judged. */
+  @Column("jsonb", { nullable: true })
+  quality: QualityReportInfo | null;
 
   @Column("timestamptz", { name: "started_at" })
   startedAt: Date;

@@ -18,6 +18,13 @@ export interface StoredOutput {
   bytes: number;
 }
 
+/** A quality gate report as stored (`QualityReport` in GraphQL; see `src/quality/`). */
+export interface QualityReportInfo {
+  passed: boolean;
+  score: number;
+  checks: Array<{ name: string; passed: boolean; score: number; details: Record<string, unknown> }>;
+}
+
 export interface GenerationErrorInfo {
   code: string;
   message: string;
@@ -145,6 +152,10 @@ export class GenerationEntity {
 
   @Column("jsonb", { name: "cache_hit", nullable: true })
   cacheHit: CacheHitInfo | null;
+
+  /** The quality gate's report on the accepted outputs; null for cached and older results. */
+  @Column("jsonb", { nullable: true })
+  quality: QualityReportInfo | null;
 
   /** Held against the budget until the generation settles; 0 once it has. */
   @Column("numeric", {

@@ -6,6 +6,7 @@ import type {
   GenerationStatus,
   MediaType,
   Priority,
+  QualityReportInfo,
   StoredOutput,
 } from "../entities";
 import { Topic, type GenerationEventType, type PubSub } from "../infra/pubsub/pubsub";
@@ -22,6 +23,8 @@ export interface AttemptSnapshot {
   costUsd: number | null;
   /** The provider batch the attempt was sent in; null for a request of its own. */
   batchId: string | null;
+  /** The quality gate's report on its outputs; null when none was judged. */
+  quality: QualityReportInfo | null;
 }
 
 /**
@@ -59,6 +62,8 @@ export interface GenerationSnapshot {
   /** For a generation attached to an identical running one: that generation. */
   inflightOf: string | null;
   error: GenerationErrorInfo | null;
+  /** The quality gate's report on the accepted outputs. */
+  quality: QualityReportInfo | null;
   attempts: AttemptSnapshot[];
   metadata: unknown;
   version: number;
@@ -97,6 +102,7 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
     cacheMode: g.params.cacheMode ?? "DEFAULT",
     inflightOf: g.inflightOf,
     error: g.error,
+    quality: g.quality ?? null,
     metadata: g.params.metadata ?? null,
     attempts: attempts
       .slice()
@@ -112,6 +118,7 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
         durationMs: a.durationMs,
         costUsd: a.costUsd,
         batchId: a.batchId ?? null,
+        quality: a.quality ?? null,
       })),
     version: g.version,
     createdAt: iso(g.createdAt)!,

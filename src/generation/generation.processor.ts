@@ -17,7 +17,8 @@ import {
 import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
 import type { GenerationQueue } from "./generation.queue";
 import type { Finished, GenerationRepository } from "./generation.repository";
-import type { OutputStoreService } from "./output-store.service";
+import type { FetchedOutput, OutputStoreService } from "./output-store.service";
+import { QualityFailedError, type QualityGate, type QualityReport } from "../quality";
 import type { CallbackService } from "../callbacks";
 import type { CircuitBreaker, CircuitTransition } from "../routing/circuit-breaker";
 import { fallbackChain, type Candidate } from "../routing/fallback-chain";
@@ -71,6 +72,8 @@ export class GenerationProcessor {
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
     private readonly metrics: MetricsRecorder = NO_METRICS,
+    /** Judges outputs before they are accepted; without one, every output is accepted. */
+    private readonly quality?: Pick<QualityGate, "inspect">,
   ) {}
 
   handle = async (job: Job): Promise<void> => {
@@ -303,20 +306,30 @@ export class GenerationProcessor {
     providerOutputs: ProviderOutput[],
     providerCost: number | undefined,
   ): Promise<void> {
+    const current = await this.repo.findSnapshot(generationId);
+    if (!current) return;
     let stored;
+    let quality: QualityReport | null;
     try {
-      stored = await this.outputs.storeAll(generationId, attemptNumber, providerOutputs, mediaType);
+      const fetched = await this.outputs.fetchAll(providerOutputs);
+      quality = await this.qualityGate(current, fetched);
+      stored = await this.outputs.putAll(generationId, attemptNumber, fetched, mediaType);
     } catch (err) {
       return this.attemptFailed(generationId, attemptNumber, err);
     }
-    const current = await this.repo.findSnapshot(generationId);
-    if (!current) return;
     const attempt = current.attempts.find((a) => a.number === attemptNumber);
     const cost = providerCost ?? this.catalogCost(current, attempt);
     // Keyed by the model that produced it: after a fallback, that is not the one asked for.
     const produced = { ...current, model: attempt?.model ?? current.model };
     const cacheKey = current.cacheMode === "BYPASS" ? null : exactCacheKey(produced);
-    const finished = await this.repo.succeed(generationId, attemptNumber, stored, cost, cacheKey);
+    const finished = await this.repo.succeed(
+      generationId,
+      attemptNumber,
+      stored,
+      cost,
+      cacheKey,
+      quality,
+    );
     if (!finished) return;
     if (attempt) await this.recordOutcome(attempt, null, null);
     const done = finished.generation;
@@ -337,6 +350,28 @@ export class GenerationProcessor {
       await this.notify(g, "SUCCEEDED");
     }
     await this.anomalies.observeSettled(done, produced.model, cost);
+  }
+
+  /**
+   * The quality gate's report on an attempt's outputs, before anything is stored or charged.
+   * Throws `QualityFailedError` (retryable: the next provider may do better) when they fail,
+   * so a rejected output never reaches `repo.succeed` and never fills the cache.
+   */
+  private async qualityGate(
+    g: GenerationSnapshot,
+    outputs: FetchedOutput[],
+  ): Promise<QualityReport | null> {
+    if (!this.quality) return null;
+    const report = await this.quality.inspect(outputs, {
+      mediaType: g.mediaType,
+      prompt: g.prompt,
+      width: g.width,
+      height: g.height,
+      durationSeconds: g.durationSeconds,
+    });
+    this.metrics.recordQuality(g.model, report.score);
+    if (!report.passed) throw new QualityFailedError(report);
+    return report;
   }
 
   /** Records a failed attempt, then retries after a backoff or fails the generation. */
@@ -369,7 +404,8 @@ export class GenerationProcessor {
       !(error.retryable || modelGone) ||
       current.attempts.length >= this.opts.maxAttempts ||
       generationElapsedMs(current) > this.opts.maxTotalMs;
-    const finished = await this.repo.failAttempt(generationId, attemptNumber, error, final);
+    const report = err instanceof QualityFailedError ? err.report : null;
+    const finished = await this.repo.failAttempt(generationId, attemptNumber, error, final, report);
     if (!finished) return;
     const updated = finished.generation;
     if (attempt && !modelGone) await this.recordOutcome(attempt, err, error);

@@ -8,6 +8,7 @@ import {
   type GenerationParams,
   type MediaType,
   type Priority,
+  type QualityReportInfo,
   type StoredOutput,
   type Tier,
 } from "../entities";
@@ -648,6 +649,8 @@ export class GenerationRepository {
     costUsd: number,
     /** The exact-cache key of what was produced (the attempt's model); null when not to be reused. */
     cacheKey: string | null,
+    /** The quality gate's report on the outputs, kept on the attempt and the generation. */
+    quality: QualityReportInfo | null = null,
   ): Promise<Finished | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
@@ -657,12 +660,20 @@ export class GenerationRepository {
       await m
         .getRepository(AttemptEntity)
         .update({ id: a.id }, { status: "SUCCEEDED", endedAt: new Date(), durationMs, costUsd });
+      if (quality) await this.recordQuality(m, a.id, quality);
       await m.query(
         `UPDATE generations
             SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, cost_usd = $3,
-                cache_key = $4, completed_at = now(), updated_at = now(), version = version + 1
+                cache_key = $4, quality = $5::jsonb, completed_at = now(), updated_at = now(),
+                version = version + 1
           WHERE id = $1`,
-        [id, JSON.stringify(outputs), costUsd.toFixed(6), cacheKey],
+        [
+          id,
+          JSON.stringify(outputs),
+          costUsd.toFixed(6),
+          cacheKey,
+          quality && JSON.stringify(quality),
+        ],
       );
       await m
         .createQueryBuilder()
@@ -716,6 +727,17 @@ export class GenerationRepository {
     });
   }
 
+  private async recordQuality(
+    m: EntityManager,
+    attemptId: string,
+    quality: QualityReportInfo,
+  ): Promise<void> {
+    await m.query(`UPDATE attempts SET quality = $2::jsonb WHERE id = $1`, [
+      attemptId,
+      JSON.stringify(quality),
+    ]);
+  }
+
   /**
    * Records the callback deliveries of generations that just finished, in the transaction that
    * finishes them: a crash after the commit cannot lose one (the reconciler re-drives pending
@@ -758,6 +780,8 @@ export class GenerationRepository {
     attempt: number,
     error: GenerationErrorInfo,
     final: boolean,
+    /** The quality gate's report when it is what refused the attempt's outputs. */
+    quality: QualityReportInfo | null = null,
   ): Promise<Finished | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
@@ -773,6 +797,7 @@ export class GenerationRepository {
           errorCode: error.code,
         },
       );
+      if (quality) await this.recordQuality(m, a.id, quality);
       await m.query(
         final
           ? `UPDATE generations SET status = 'FAILED', error = $2::jsonb, completed_at = now(),

@@ -17,6 +17,7 @@ import { observeFinished, type MetricsRecorder } from "../observability";
 import type { AlertRow } from "../cost/budget.repository";
 import type { Tier } from "../entities";
 import { validateGenerateRequest } from "./generation.validator";
+import type { PassRates } from "../quality/pass-rates";
 
 export const MAX_PAGE_SIZE = 100;
 
@@ -62,6 +63,8 @@ export class GenerationService {
       defaultTier: Tier;
     },
     private readonly logger: Logger,
+    /** Recent quality pass rates per model, for selection by cost per accepted output. */
+    private readonly passRates?: PassRates,
   ) {}
 
   async generate(viewer: Viewer | null, input: GenerateRequest): Promise<GenerationSnapshot> {
@@ -69,7 +72,7 @@ export class GenerationService {
     const userId = this.userFor(v, input.userId);
     // The tier bounds which models the user may have (FREE: the cheapest class).
     const tier = (await this.tiers.tierOf(v.accountId, userId)) ?? this.tiers.defaultTier;
-    const req = validateGenerateRequest(this.catalog, input, userId, tier);
+    const req = validateGenerateRequest(this.catalog, input, userId, tier, this.passRates);
     if (req.params.callbackUrl) await this.callbacks.check(req.params.callbackUrl);
     await this.admission.admitRequest(v);
     const request = {
@@ -203,6 +206,7 @@ export class GenerationService {
       input,
       userId,
       known ?? this.tiers.defaultTier,
+      this.passRates,
     );
     return this.quote(req.model, req.params, req.priority);
   }

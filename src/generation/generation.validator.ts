@@ -13,6 +13,7 @@ import {
   type ContentType,
 } from "../cost/model-selector";
 import type { GenerateRequest } from "./generation.input";
+import type { PassRates } from "../quality/pass-rates";
 
 export const MAX_PROMPT_LENGTH = 4000;
 const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
@@ -58,6 +59,8 @@ export function validateGenerateRequest(
   userId: string | null,
   /** The end user's tier, which bounds the models it may use; PRO when not known. */
   tier: Tier = DEFAULT_TIER,
+  /** Recent quality pass rates, which make selection rank by cost per accepted output. */
+  passRates?: PassRates,
 ): NormalizedRequest {
   assertStorableText("prompt", input.prompt);
   assertStorableText("negativePrompt", input.negativePrompt);
@@ -86,7 +89,7 @@ export function validateGenerateRequest(
     throw new BadInputError("contentType", `must be one of ${CONTENT_TYPES.join(", ")}`);
   }
 
-  const model = resolveModel(catalog, input, tier);
+  const model = resolveModel(catalog, input, tier, passRates);
   const fallbackModels = (input.fallbackModels ?? []).map((name, i) => {
     const m = catalog.get(name);
     if (!m) throw new BadInputError(`fallbackModels[${i}]`, `unknown model "${name}"`);
@@ -194,7 +197,12 @@ export function validateGenerateRequest(
  * model is taken as asked, deprecated or not and whatever the content type, except that
  * the tier's ceiling holds: FREE cannot name its way into a class it does not include.
  */
-function resolveModel(catalog: ModelCatalog, input: GenerateRequest, tier: Tier): ModelDefinition {
+function resolveModel(
+  catalog: ModelCatalog,
+  input: GenerateRequest,
+  tier: Tier,
+  passRates?: PassRates,
+): ModelDefinition {
   if (input.model != null) {
     const model = catalog.get(input.model);
     if (!model) throw new BadInputError("model", `unknown model "${input.model}"`);
@@ -207,12 +215,16 @@ function resolveModel(catalog: ModelCatalog, input: GenerateRequest, tier: Tier)
     assertTierAllows(catalog, model, tier, "model");
     return model;
   }
-  const selected = selectModel(catalog, {
-    mediaType: input.mediaType,
-    quality: input.quality ?? undefined,
-    contentType: (input.contentType ?? undefined) as ContentType | undefined,
-    tier,
-  });
+  const selected = selectModel(
+    catalog,
+    {
+      mediaType: input.mediaType,
+      quality: input.quality ?? undefined,
+      contentType: (input.contentType ?? undefined) as ContentType | undefined,
+      tier,
+    },
+    passRates,
+  );
   if (!selected) throw new BadInputError("mediaType", `no model available for ${input.mediaType}`);
   return selected;
 }

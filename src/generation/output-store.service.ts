@@ -10,6 +10,19 @@ export interface OutputStoreOptions {
   timeoutMs?: number;
 }
 
+/** One provider output's bytes, before it is stored. */
+export interface FetchedOutput {
+  data: Buffer;
+  /** The type the bytes' signature shows; undefined when not a format we store. */
+  contentType: string | undefined;
+  /** The type the server or provider claimed. */
+  label: string | undefined;
+  /** As the provider reported them (not measured). */
+  width?: number;
+  height?: number;
+  durationSeconds?: number;
+}
+
 /** Provider CDNs redirect once or twice; more is a loop or a misconfiguration. */
 const MAX_REDIRECTS = 3;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -76,32 +89,55 @@ export class OutputStoreService {
     outputs: ProviderOutput[],
     mediaType: MediaType,
   ): Promise<StoredOutput[]> {
+    return this.putAll(generationId, attempt, await this.fetchAll(outputs), mediaType);
+  }
+
+  /**
+   * The outputs' bytes, downloaded or inline, with the type their signature shows: what the
+   * quality gate inspects before anything is stored. Refuses only what is not a media file
+   * at all (an error page, more than `maxBytes`); whether it is the media asked for is
+   * `putAll`'s (and the quality gate's) question.
+   */
+  async fetchAll(outputs: ProviderOutput[]): Promise<FetchedOutput[]> {
     return Promise.all(
-      outputs.map((o, i) =>
-        this.storeOne(`generations/${generationId}/${attempt}-${i}`, o, mediaType),
-      ),
+      outputs.map(async (o) => {
+        const { data, label } = o.data
+          ? this.inline(o.data, o.contentType)
+          : await this.download(o.url ?? "", o.contentType);
+        return {
+          data,
+          label,
+          contentType: sniffContentType(data),
+          width: o.width,
+          height: o.height,
+          durationSeconds: o.durationSeconds,
+        };
+      }),
     );
   }
 
-  private async storeOne(
-    baseKey: string,
-    output: ProviderOutput,
+  /** Stores fetched outputs, each of which must be a file of the generation's media type. */
+  async putAll(
+    generationId: string,
+    attempt: number,
+    outputs: FetchedOutput[],
     mediaType: MediaType,
-  ): Promise<StoredOutput> {
-    const { data, label } = output.data
-      ? this.inline(output.data, output.contentType)
-      : await this.download(output.url ?? "", output.contentType);
-    const contentType = checkMedia(data, label, mediaType);
-    const key = `${baseKey}${extensionFor(contentType)}`;
-    await this.store.put(key, data, contentType);
-    return {
-      key,
-      contentType,
-      bytes: data.length,
-      width: output.width,
-      height: output.height,
-      durationSeconds: output.durationSeconds,
-    };
+  ): Promise<StoredOutput[]> {
+    return Promise.all(
+      outputs.map(async (o, i) => {
+        const contentType = checkMedia(o.data, o.label, mediaType);
+        const key = `generations/${generationId}/${attempt}-${i}${extensionFor(contentType)}`;
+        await this.store.put(key, o.data, contentType);
+        return {
+          key,
+          contentType,
+          bytes: o.data.length,
+          width: o.width,
+          height: o.height,
+          durationSeconds: o.durationSeconds,
+        };
+      }),
+    );
   }
 
   /** Bytes the provider returned in its answer (simulated provider, OpenAI's base64). */
@@ -198,6 +234,11 @@ export class OutputStoreService {
       current = new URL(location, current).href;
     }
   }
+}
+
+/** Whether a generation of `mediaType` may store a file of `contentType` (as sniffed). */
+export function acceptsContentType(mediaType: MediaType, contentType: string): boolean {
+  return ACCEPTED[mediaType].has(contentType);
 }
 
 /** The content type to store: the one the bytes' signature shows, if the media type takes it. */

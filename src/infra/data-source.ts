@@ -13,6 +13,7 @@ import { Budgets1764320000003 } from "../../migrations/1764320000003-budgets";
 import { TraceContext1764330000001 } from "../../migrations/1764330000001-trace-context";
 import { Batching1764320000002 } from "../../migrations/1764320000002-batching";
 import { UsageRollup1764320000001 } from "../../migrations/1764320000001-usage-rollup";
+import { Quality1764330000000 } from "../../migrations/1764330000000-quality";
 
 export const MIGRATIONS = [
   Initial1764280000000,
@@ -23,6 +24,7 @@ export const MIGRATIONS = [
   UsageRollup1764320000001,
   Batching1764320000002,
   Budgets1764320000003,
+  Quality1764330000000,
   TraceContext1764330000001,
 ];
 

@@ -622,7 +622,7 @@ function parseMultipart(raw: Buffer, contentType: string): Record<string, unknow
 }
 
 /**
- * A black 8-bit grayscale PNG, encoded by hand: pngjs's encoder needs tens of seconds for the
+ * An 8-bit grayscale PNG (a gradient), encoded by hand: pngjs's encoder needs tens of seconds for the
  * 1792-pixel sizes, which a fake answering in milliseconds cannot afford.
  */
 function encodeGrayPng(width: number, height: number): Buffer {
@@ -631,8 +631,13 @@ function encodeGrayPng(width: number, height: number): Buffer {
   header.writeUInt32BE(height, 4);
   header[8] = 8; // bit depth
   header[9] = 0; // colour type: grayscale
-  // Each scanline: filter byte 0, then one zero byte per pixel.
-  const pixels = deflateSync(Buffer.alloc((width + 1) * height));
+  // Each scanline: filter byte 0, then one byte per pixel: a diagonal gradient, since the
+  // quality gate refuses a flat or black picture as a real provider's failure.
+  const raw = Buffer.alloc((width + 1) * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) raw[y * (width + 1) + 1 + x] = (x + y) & 0xff;
+  }
+  const pixels = deflateSync(raw);
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk("IHDR", header),

@@ -9,6 +9,7 @@ import {
 import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { deferred, type Deferred } from "../../src/common/deferred";
+import { renderImage } from "../../src/providers/simulated/sim-render";
 
 /**
  * A local Replicate: a real HTTP server on 127.0.0.1 that answers the predictions API with
@@ -108,10 +109,20 @@ const ERROR_BODIES: Record<number, unknown> = {
   500: "Internal Server Error",
 };
 
-const ONE_PIXEL_PNG = Buffer.from(
-  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
-  "base64",
-);
+/**
+ * The picture every `.png` output is: a real 512x512 image (the size the end-to-end tests ask
+ * for), since the quality gate refuses a flat, black or wrongly sized one. Rendered once.
+ */
+let picture: Buffer | undefined;
+function outputPng(): Buffer {
+  picture ??= renderImage({
+    prompt: "fake replicate output",
+    seed: 1,
+    width: 512,
+    height: 512,
+  }).data;
+  return picture;
+}
 
 const FILE_TYPES: Record<string, string> = {
   png: "image/png",
@@ -441,7 +452,7 @@ export class FakeReplicate {
     const ext = /^[\w-]+\.(\w+)$/.exec(name)?.[1];
     const type = ext ? FILE_TYPES[ext] : undefined;
     if (!type) return send(res, 404, ERROR_BODIES[404]);
-    const bytes = ext === "png" ? ONE_PIXEL_PNG : Buffer.from(`fake ${name}`);
+    const bytes = ext === "png" ? outputPng() : Buffer.from(`fake ${name}`);
     res.writeHead(200, { "content-type": type, "content-length": bytes.length });
     res.end(bytes);
   }

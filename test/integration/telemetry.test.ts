@@ -191,11 +191,11 @@ describe("telemetry of a scripted run: metrics, one trace per generation, log li
       }
     });
 
-    it("records quality scores others report", async () => {
-      server.app.metrics.recordQuality(ids.model, 0.82);
+    it("records the quality gate's score of each judged output", async () => {
+      // One output was judged in the run (the refused request produced none; the hit was not).
       const m = await scrape();
       expect(valueOf(m, "gengate_quality_score_count", { model: ids.model })).toBe(1);
-      expect(valueOf(m, "gengate_quality_score_sum", { model: ids.model })).toBe(0.82);
+      expect(valueOf(m, "gengate_quality_score_sum", { model: ids.model })).toBe(1);
     });
   });
 

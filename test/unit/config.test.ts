@@ -53,4 +53,25 @@ describe("configuration", () => {
       "https://gen.example.com",
     );
   });
+
+  it("turns the quality gate's technical check on and the paid checks off by default", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      QUALITY_TECHNICAL: true,
+      QUALITY_MODERATION: "off",
+      QUALITY_ON_ERROR: "skip",
+      QUALITY_ALIGNMENT_MIN: 0.25,
+    });
+    expect(c.QUALITY_ALIGNMENT_URL).toBeUndefined();
+  });
+
+  it("refuses OpenAI moderation without an OpenAI key, and a scorer URL that is not http(s)", () => {
+    expect(() => loadConfig({ QUALITY_MODERATION: "openai" })).toThrow(
+      /QUALITY_MODERATION: openai needs OPENAI_API_KEY/,
+    );
+    expect(() => loadConfig({ QUALITY_ALIGNMENT_URL: "ftp://scorer" })).toThrow(
+      /QUALITY_ALIGNMENT_URL: must be a URL starting with http:\/\/ or https:\/\//,
+    );
+    expect(() => loadConfig({ QUALITY_SIZE_TOLERANCE: "2" })).toThrow(/QUALITY_SIZE_TOLERANCE/);
+  });
 });

@@ -59,6 +59,12 @@ export class Attempt {
     description: "The provider batch this attempt was sent in (BATCH priority); null otherwise.",
   })
   batchId?: string | null;
+  @Field(() => QualityReport, {
+    nullable: true,
+    description:
+      "The quality gate's report on this attempt's outputs: why they were rejected when the attempt failed with QUALITY_FAILED. Null when no output was judged.",
+  })
+  quality?: QualityReport | null;
 }
 
 @ObjectType()
@@ -189,7 +195,7 @@ export class Generation {
         startedAt: new Date(a.startedAt),
         endedAt: a.endedAt ? new Date(a.endedAt) : null,
       })),
-      quality: null,
+      quality: s.quality,
       error: s.error,
       metadata: s.metadata,
       createdAt: new Date(s.createdAt),

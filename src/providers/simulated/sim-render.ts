@@ -822,3 +822,58 @@ export function renderVideo(opts: {
     durationSeconds,
   };
 }
+
+/**
+ * One flat colour at width x height: a still PNG, or with `durationSeconds` a one-frame APNG
+ * that lasts that long. What a provider's safety filter returns instead of an image (a black
+ * frame) or a blank canvas; the simulated provider's `[sim:black]` and `[sim:blank]`.
+ */
+export function renderSolid(opts: {
+  width: number;
+  height: number;
+  rgb: readonly [number, number, number];
+  durationSeconds?: number;
+}): RenderedMedia {
+  const { width, height, rgb, durationSeconds } = opts;
+  assertDimension("width", width);
+  assertDimension("height", height);
+  const pixels = new Uint8ClampedArray(width * height * 3);
+  for (let i = 0; i < pixels.length; i += 3) {
+    pixels[i] = rgb[0];
+    pixels[i + 1] = rgb[1];
+    pixels[i + 2] = rgb[2];
+  }
+  const compressed = compressFrame(pixels, width, height);
+  if (durationSeconds === undefined) {
+    const data = Buffer.concat([
+      PNG_SIGNATURE,
+      ihdr(width, height),
+      chunk("IDAT", compressed),
+      chunk("IEND", Buffer.alloc(0)),
+    ]);
+    return { data, contentType: "image/png", width, height };
+  }
+  assertDuration(durationSeconds);
+  const data = Buffer.concat([
+    PNG_SIGNATURE,
+    ihdr(width, height),
+    actl(1),
+    fctl(0, width, height, frameDelay(durationSeconds)),
+    chunk("IDAT", compressed),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+  return { data, contentType: "image/apng", width, height, durationSeconds };
+}
+
+/** A mono 16-bit PCM WAV of silence, `durationSeconds` long (the silent track of a failed TTS). */
+export function renderSilence(opts: { durationSeconds: number; sampleRate?: number }) {
+  const sampleRate = opts.sampleRate ?? DEFAULT_SAMPLE_RATE;
+  assertDuration(opts.durationSeconds);
+  assertSampleRate(sampleRate);
+  const count = Math.max(1, Math.round(opts.durationSeconds * sampleRate));
+  return {
+    data: wavFile(new Float32Array(count), sampleRate),
+    contentType: "audio/wav",
+    durationSeconds: count / sampleRate,
+  } satisfies RenderedMedia;
+}

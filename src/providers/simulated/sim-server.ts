@@ -39,7 +39,8 @@ import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { z } from "zod";
 import type { MediaType } from "../../entities";
-import { renderAudio, renderImage, renderVideo, type RenderedMedia } from "./sim-render";
+import { renderSimulated } from "./sim-defects";
+import type { RenderedMedia } from "./sim-render";
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -73,6 +74,12 @@ export interface SimBehaviour {
   retryAfterSeconds: number;
   /** Share of API requests answered with 500 in `flaky` mode. @defaultValue 0.5 */
   flakyRate: number;
+  /**
+   * Whether the bad-output directives (`[sim:black]`, `[sim:truncated]`, … see
+   * `sim-defects.ts`) are obeyed; off, this server renders every prompt well, which makes it
+   * the good provider behind a bad one. @defaultValue true
+   */
+  defects: boolean;
 }
 
 export interface SimServerOptions {
@@ -103,6 +110,8 @@ export interface SimServerOptions {
   retryAfterSeconds?: number;
   /** @defaultValue 0.5 */
   flakyRate?: number;
+  /** @defaultValue true */
+  defects?: boolean;
   /**
    * Least time between two `logs` / `output` webhooks of one prediction (Replicate's 500 ms).
    * Tests set 0 to see every step. @defaultValue 500
@@ -153,6 +162,7 @@ const DEFAULT_BEHAVIOUR: SimBehaviour = {
   progressSteps: 5,
   retryAfterSeconds: 30,
   flakyRate: 0.5,
+  defects: true,
 };
 
 const DEFAULTS = {
@@ -172,6 +182,7 @@ const behaviourSchema = z
     progressSteps: z.number().int().min(1).max(100),
     retryAfterSeconds: z.number().int().min(0).max(86_400),
     flakyRate: z.number().min(0).max(1),
+    defects: z.boolean(),
   })
   .strict();
 
@@ -257,6 +268,8 @@ interface SimPrediction {
   height?: number;
   durationSeconds?: number;
   createdAt: number;
+  /** The behaviour's `defects` when it was created. */
+  defects: boolean;
   timeline: Timeline;
   /** Absolute time of the cancel, when it came before the end. */
   canceledAt: number | null;
@@ -682,29 +695,17 @@ function digestOf(text: string): Buffer {
 }
 
 function render(p: SimPrediction): RenderedMedia {
-  switch (SIM_MODELS[p.model].mediaType) {
-    case "IMAGE":
-      return renderImage({
-        prompt: p.prompt,
-        seed: p.seed,
-        width: p.width ?? DEFAULT_SIZE,
-        height: p.height ?? DEFAULT_SIZE,
-      });
-    case "VIDEO":
-      return renderVideo({
-        prompt: p.prompt,
-        seed: p.seed,
-        width: p.width ?? DEFAULT_SIZE,
-        height: p.height ?? DEFAULT_SIZE,
-        durationSeconds: p.durationSeconds ?? DEFAULT_VIDEO_SECONDS,
-      });
-    case "AUDIO":
-      return renderAudio({
-        prompt: p.prompt,
-        seed: p.seed,
-        durationSeconds: p.durationSeconds ?? DEFAULT_AUDIO_SECONDS,
-      });
-  }
+  const mediaType = SIM_MODELS[p.model].mediaType;
+  return renderSimulated({
+    defects: p.defects,
+    mediaType,
+    prompt: p.prompt,
+    seed: p.seed,
+    width: p.width ?? DEFAULT_SIZE,
+    height: p.height ?? DEFAULT_SIZE,
+    durationSeconds:
+      p.durationSeconds ?? (mediaType === "AUDIO" ? DEFAULT_AUDIO_SECONDS : DEFAULT_VIDEO_SECONDS),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -724,6 +725,7 @@ export async function startSimServer(opts: SimServerOptions): Promise<SimServer>
     progressSteps: opts.progressSteps ?? DEFAULT_BEHAVIOUR.progressSteps,
     retryAfterSeconds: opts.retryAfterSeconds ?? DEFAULT_BEHAVIOUR.retryAfterSeconds,
     flakyRate: opts.flakyRate ?? DEFAULT_BEHAVIOUR.flakyRate,
+    defects: opts.defects ?? DEFAULT_BEHAVIOUR.defects,
   };
   checkBehaviour(initial, behaviourSchema);
   const sim = new SimProvider(opts, initial);
@@ -1020,6 +1022,7 @@ class SimProvider {
       height: r.height,
       durationSeconds: r.durationSeconds,
       createdAt: now,
+      defects: b.defects,
       timeline: buildTimeline(plan, b.progressSteps, seed),
       canceledAt: null,
       webhook: r.webhook,

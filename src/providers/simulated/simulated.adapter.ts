@@ -11,7 +11,7 @@ import {
   type SubmitResult,
 } from "../provider.adapter";
 import { simPlan } from "./sim-plan";
-import { renderAudio, renderImage, renderVideo } from "./sim-render";
+import { renderSimulated } from "./sim-defects";
 
 export interface SimulatedProviderOptions {
   /** Median time from submit to result. @defaultValue 3000 */
@@ -45,7 +45,8 @@ interface SimJob {
  * so a restarted worker (or another one) can still ask for its status.
  *
  * Prompt directives for demos and tests: `[sim:fail]` fails the job, `[sim:latency=MS]` sets
- * its latency, `[sim:reject]` refuses it at submit (not retryable).
+ * its latency, `[sim:reject]` refuses it at submit (not retryable); the bad outputs of
+ * `sim-defects.ts` (`[sim:black]`, `[sim:truncated]`, …) succeed with a faulty file.
  */
 export class SimulatedProviderAdapter implements ProviderAdapter {
   readonly name = "simulated";
@@ -217,25 +218,14 @@ function decodeBatch(id: string): SimBatch {
 }
 
 function render(job: SimJob) {
-  switch (job.mediaType) {
-    case "IMAGE":
-      return renderImage({
-        prompt: job.prompt,
-        seed: job.seed,
-        width: job.w ?? 512,
-        height: job.h ?? 512,
-      });
-    case "VIDEO":
-      return renderVideo({
-        prompt: job.prompt,
-        seed: job.seed,
-        width: job.w ?? 512,
-        height: job.h ?? 512,
-        durationSeconds: job.d ?? 2,
-      });
-    case "AUDIO":
-      return renderAudio({ prompt: job.prompt, seed: job.seed, durationSeconds: job.d ?? 5 });
-  }
+  return renderSimulated({
+    mediaType: job.mediaType,
+    prompt: job.prompt,
+    seed: job.seed,
+    width: job.w ?? 512,
+    height: job.h ?? 512,
+    durationSeconds: job.d ?? (job.mediaType === "AUDIO" ? 5 : 2),
+  });
 }
 
 function encodeJob(job: SimJob): string {
