@@ -66,6 +66,7 @@ export interface Finished {
 /** The earlier result a cached generation copies. */
 interface CacheSource {
   id: string;
+  quality?: QualityReportInfo | null;
   cache_key?: string | null;
   prompt: string;
   provider: string | null;
@@ -242,7 +243,7 @@ export class GenerationRepository {
           if (existing) return { generation: existing, created: false, savedUsd: 0 };
         }
         const [source] = (await m.query(
-          `SELECT id, prompt, provider, outputs, cost_usd, cache_key FROM generations
+          `SELECT id, prompt, provider, outputs, cost_usd, cache_key, quality FROM generations
             WHERE id = $1 AND status = 'SUCCEEDED' AND cache_key IS NOT NULL
               AND completed_at > now() - make_interval(secs => $2)
             FOR SHARE`,
@@ -293,7 +294,7 @@ export class GenerationRepository {
     const [row] = (await this.db.query(
       `WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
        src AS (
-         SELECT id, prompt, provider, outputs, cost_usd, cache_key FROM generations
+         SELECT id, prompt, provider, outputs, cost_usd, cache_key, quality FROM generations
           WHERE id = $1 AND status = 'SUCCEEDED' AND cache_key IS NOT NULL
             AND completed_at > now() - make_interval(secs => $2)
             AND EXISTS (SELECT 1 FROM async_commit)
@@ -303,7 +304,7 @@ export class GenerationRepository {
          INSERT INTO generations (account_id, end_user_id, user_id, status, progress, media_type,
                 prompt, negative_prompt, model, provider, seed, priority, params, outputs,
                 estimated_cost_usd, cost_usd, estimated_seconds, cached, cache_hit,
-                request_hash, version, started_at, completed_at)
+                request_hash, version, started_at, completed_at, quality)
          SELECT $3, eu.id, $4, 'SUCCEEDED', 1, $5, $6, $7, $8, src.provider, $9, $10, $11::jsonb,
                 src.outputs, 0, 0, 0, true,
                 -- Found by similarity but identical after all (Redis lost the exact entry).
@@ -311,10 +312,10 @@ export class GenerationRepository {
                      THEN jsonb_build_object('kind', 'EXACT', 'sourceGenerationId', src.id::text,
                                              'originalPrompt', src.prompt)
                      ELSE $12::jsonb || jsonb_build_object('originalPrompt', src.prompt) END,
-                $13, 1, now(), now()
+                $13, 1, now(), now(), src.quality
            FROM src, eu
          RETURNING id, end_user_id, provider, outputs, cache_hit, created_at, updated_at,
-                   started_at, completed_at),
+                   started_at, completed_at, quality),
        u AS (
          INSERT INTO usage_records (account_id, end_user_id, user_id, generation_id, model,
                 provider, media_type, cost_usd, cached, cache_hit_kind, saved_usd, duration_ms)
@@ -359,6 +360,7 @@ export class GenerationRepository {
       updated_at: Date;
       started_at: Date;
       completed_at: Date;
+      quality: QualityReportInfo | null;
     }>;
     if (!row || row.src_found === 0) return null;
     if (row.eu_found === 0 || row.id === null) return undefined;
@@ -375,6 +377,7 @@ export class GenerationRepository {
       estimatedSeconds: 0,
       cached: true,
       cacheHit: row.cache_hit,
+      quality: row.quality,
       cacheKey: null,
       inflightKey: null,
       inflightOf: null,
@@ -423,7 +426,7 @@ export class GenerationRepository {
     if (!running) {
       // A result Redis does not know (yet, or any more): served like an exact hit.
       const [done] = (await m.query(
-        `SELECT id, prompt, provider, outputs, cost_usd FROM generations
+        `SELECT id, prompt, provider, outputs, cost_usd, quality FROM generations
             WHERE cache_key = $1 AND status = 'SUCCEEDED'
               AND completed_at > now() - make_interval(secs => $2)
             ORDER BY completed_at DESC LIMIT 1`,
@@ -493,6 +496,8 @@ export class GenerationRepository {
       estimatedSeconds: 0,
       cached: true,
       cacheHit: hit,
+      // The hit's outputs are the source's: so is the quality gate's report on them.
+      quality: source.quality ?? null,
       version: 1,
       startedAt: now,
       completedAt: now,

@@ -16,6 +16,7 @@ import { LexicalEmbedder } from "../../src/cache/lexical.embedder";
 const FIELDS = `id status model seed userId cached costUsd estimatedCostUsd provider prompt
   cacheHit { kind similarity sourceGenerationId originalPrompt }
   outputs { url contentType width height }
+  quality { passed score checks { name passed } }
   error { code }`;
 const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { ${FIELDS} } }`;
 const GET = `query($id: ID!) { generation(id: $id) { ${FIELDS} attempts { number } } }`;
@@ -42,6 +43,7 @@ interface Gen {
   } | null;
   outputs: Array<{ url: string; contentType: string; width: number; height: number }>;
   error: { code: string } | null;
+  quality?: unknown;
   attempts?: Array<{ number: number }>;
 }
 
@@ -149,6 +151,9 @@ describe("caching: exact, semantic and in flight", () => {
       });
       expect(hit.outputs).toHaveLength(1);
       expect(hit.outputs[0]!.width).toBe(512);
+      // The outputs are the source's, and so is the quality gate's report on them.
+      expect(source.quality).toMatchObject({ passed: true });
+      expect(hit.quality).toEqual(source.quality);
       // The stored output is served for the hit as for its source.
       const res = await fetch(hit.outputs[0]!.url);
       expect(res.status).toBe(200);
