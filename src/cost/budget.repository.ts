@@ -44,6 +44,9 @@ interface PeriodRow {
   warned_at: Date | null;
 }
 
+const TIER_MEMO_MS = 5_000;
+const TIER_MEMO_SIZE = 10_000;
+
 /** The two ledgers a reservation touches: per end user, and per account when it has a limit. */
 const LEDGERS = {
   USER: { table: "budget_periods", owner: "end_user_id" },
@@ -57,6 +60,8 @@ const LEDGERS = {
  * generation's own transactions (the caller passes its EntityManager).
  */
 export class BudgetRepository {
+  private readonly tiers = new Map<string, { tier: Tier; until: number }>();
+
   constructor(
     private readonly db: DataSource,
     private readonly defaults: BudgetDefaults,
@@ -79,13 +84,23 @@ export class BudgetRepository {
     return rows.map((r) => ({ accountId: r.account_id, remainingUsd: Number(r.remaining) }));
   }
 
-  /** The end user's tier; null for a user not seen yet. */
+  /**
+   * The end user's tier; null for a user not seen yet. Read on every `generate`, so it is
+   * remembered for a few seconds: a tier changed by another process applies within
+   * TIER_MEMO_MS (at once in the process that changed it).
+   */
   async tierOf(accountId: string, userId: string): Promise<Tier | null> {
+    const key = `${accountId}\u0000${userId}`;
+    const memo = this.tiers.get(key);
+    if (memo && memo.until > Date.now()) return memo.tier;
     const [row] = (await this.db.query(
       `SELECT tier FROM end_users WHERE account_id = $1 AND user_id = $2`,
       [accountId, userId],
     )) as Array<{ tier: Tier }>;
-    return row?.tier ?? null;
+    const tier = row?.tier ?? null;
+    if (this.tiers.size >= TIER_MEMO_SIZE) this.tiers.clear();
+    if (tier) this.tiers.set(key, { tier, until: Date.now() + TIER_MEMO_MS });
+    return tier;
   }
 
   limitFor(owner: Pick<BudgetOwner, "tier" | "monthlyLimitUsd">): number {
@@ -196,6 +211,7 @@ export class BudgetRepository {
     defaultTier: Tier,
     now = new Date(),
   ): Promise<BudgetSnapshot> {
+    this.tiers.delete(`${accountId}\u0000${userId}`);
     await this.db.transaction(async (m) => {
       const [eu] = (await m.query(
         `INSERT INTO end_users (account_id, user_id, tier) VALUES ($1, $2, $3)
@@ -222,6 +238,8 @@ export class BudgetRepository {
         [eu!.id, periodOf(now), effective.toFixed(6)],
       );
     });
+    // Again after the commit: a read between the first delete and the commit saw the old tier.
+    this.tiers.delete(`${accountId}\u0000${userId}`);
     return (await this.snapshot(accountId, userId, now))!;
   }
 

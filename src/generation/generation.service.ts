@@ -188,7 +188,9 @@ export class GenerationService {
   }
 
   private async finishedAtOnce(generation: GenerationSnapshot, callback: boolean): Promise<void> {
-    await this.publish("SUCCEEDED", generation);
+    // The caller has the result in the response: subscribers' copy need not hold it up
+    // (`publish` logs its own failures).
+    void this.publish("SUCCEEDED", generation);
     if (!callback) return;
     await this.callbacks
       .notify(generation, "SUCCEEDED")
