@@ -20,6 +20,7 @@ export default defineConfig({
       },
       input: {
         playground: resolve(import.meta.dirname, "playground.html"),
+        demo: resolve(import.meta.dirname, "demo.html"),
       },
     },
   },
