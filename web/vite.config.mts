@@ -21,6 +21,7 @@ export default defineConfig({
       input: {
         playground: resolve(import.meta.dirname, "playground.html"),
         demo: resolve(import.meta.dirname, "demo.html"),
+        dashboard: resolve(import.meta.dirname, "dashboard.html"),
       },
     },
   },
