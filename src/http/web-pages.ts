@@ -31,8 +31,11 @@ export function mountWebPages(app: Express, graphqlPath: string, opts: WebPagesO
       immutable: true,
       maxAge: YEAR_SECONDS * 1000,
       index: false,
-      fallthrough: false,
     }),
+    // A missing asset is a plain 404, never the error handler's page.
+    (_req: Request, res: Response) => {
+      res.status(404).type("text/plain").send("not found\n");
+    },
   );
   const page = (file: string) => (_req: Request, res: Response) => {
     const full = path.join(dir, file);

@@ -35,7 +35,14 @@ describeInBrowser("the GraphQL playground in a browser", () => {
     const html = await fetch(`${server.url}/graphql`, { headers: { accept: "text/html" } });
     expect(html.status).toBe(200);
     expect(html.headers.get("content-type")).toMatch(/text\/html/);
-    expect(await html.text()).toContain("/assets/playground-");
+    expect(html.headers.get("cache-control")).toBe("no-cache");
+    const asset = /\/assets\/playground-[\w-]+\.js/.exec(await html.text())![0];
+    const js = await fetch(`${server.url}${asset}`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    const gone = await fetch(`${server.url}/assets/nothing-here.js`);
+    expect(gone.status).toBe(404);
+    expect(await gone.text()).toBe("not found\n");
 
     const api = await fetch(`${server.url}/graphql?query=%7B__typename%7D`, {
       headers: { accept: "application/json", "apollo-require-preflight": "1" },
