@@ -102,6 +102,19 @@ describeInBrowser("the operators' dashboard in a browser", () => {
     expect(
       await page.locator('tr[data-provider="simulated-2"] .circuit').getAttribute("data-circuit"),
     ).toBe("CLOSED");
+
+    // What the anomaly detector raises when a provider's error rate jumps, live on alertRaised.
+    await server.app.services.alerts.raise({
+      accountId: null,
+      userId: null,
+      kind: "ERROR_RATE_ANOMALY",
+      severity: "critical",
+      message: "simulated: attempt error rate 100% against a baseline of 0%",
+      data: { metric: "provider_error_rate", key: "simulated" },
+    });
+    await page
+      .locator('#alerts li[data-kind="ERROR_RATE_ANOMALY"][data-severity="critical"]')
+      .waitFor();
     await screenshot(page, "dashboard");
   }, 45_000);
 
