@@ -18,10 +18,12 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
-# `npm run build` is `tsc -p tsconfig.build.json`: it compiles src/ and migrations/ into dist/.
+# `npm run build` compiles src/ and migrations/ into dist/ (tsc), then the browser pages of
+# web/ into dist/web/ (Vite): their libraries are bundled there, so they stay dev dependencies.
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY migrations ./migrations
+COPY web ./web
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 

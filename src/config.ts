@@ -45,6 +45,8 @@ const schema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** Keep prompts, API keys and tokens in log lines (debugging only). */
   LOG_SENSITIVE: bool.default("false"),
+  /** GraphiQL at GET /graphql for browsers. Unset: on, except with NODE_ENV=production. */
+  PLAYGROUND: bool.optional(),
   /**
    * A listener of its own for GET /metrics: `off`, or a port (0: any free one). Unset: 9464 for
    * `worker`, off for `api` and `all`, which serve /metrics on PORT.
@@ -217,8 +219,9 @@ const schema = z.object({
 
 export type Env = z.infer<typeof schema>;
 
-export interface Config extends Omit<Env, "PUBLIC_URL"> {
+export interface Config extends Omit<Env, "PUBLIC_URL" | "PLAYGROUND"> {
   PUBLIC_URL: string;
+  PLAYGROUND: boolean;
 }
 
 export class ConfigError extends Error {
@@ -274,5 +277,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const publicUrl = (c.PUBLIC_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, "");
   const webhookBaseUrl = c.WEBHOOK_BASE_URL?.replace(/\/+$/, "");
-  return { ...c, PUBLIC_URL: publicUrl, WEBHOOK_BASE_URL: webhookBaseUrl };
+  return {
+    ...c,
+    PUBLIC_URL: publicUrl,
+    WEBHOOK_BASE_URL: webhookBaseUrl,
+    PLAYGROUND: c.PLAYGROUND ?? c.NODE_ENV !== "production",
+  };
 }

@@ -65,6 +65,8 @@ import { createEmbedder } from "../cache/embedder.factory";
 import { SemanticCacheRepository } from "../cache/semantic-cache.repository";
 import { UsageRepository } from "../cost/usage.repository";
 import { UsageService } from "../cost/usage.service";
+import { OperatorStatsRepository } from "../observability/operator-stats.repository";
+import { OperatorStatsService } from "../observability/operator-stats.service";
 import { BudgetRepository } from "../cost/budget.repository";
 import { BudgetService } from "../cost/budget.service";
 import { AlertService } from "../observability/alert.service";
@@ -436,6 +438,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       callbacks: new CallbackSecretsService(callbacks),
       providerHealth,
       usage: new UsageService(new UsageRepository(db.dataSource)),
+      operatorStats: new OperatorStatsService(new OperatorStatsRepository(db.dataSource)),
       cacheAdmin: new CacheAdminService(db.dataSource, repo, cache),
       budgets: new BudgetService(budgets, config.DEFAULT_TIER),
       alerts,

@@ -3,6 +3,7 @@ import type { CatalogService } from "../cost/catalog.service";
 import type { UsageService } from "../cost/usage.service";
 import type { BudgetService } from "../cost/budget.service";
 import type { AlertService } from "../observability/alert.service";
+import type { OperatorStatsService } from "../observability/operator-stats.service";
 import type { AuthService } from "../auth/auth.service";
 import type { CallbackSecretsService } from "../callbacks";
 import type { ProviderHealthService } from "../routing/provider-health.service";
@@ -26,6 +27,8 @@ export interface Services {
   cacheAdmin: CacheAdminService;
   budgets: BudgetService;
   alerts: AlertService;
+  /** The operators' dashboard: live counts and the last hour's or day's series. */
+  operatorStats: OperatorStatsService;
   /** A fresh, expiring link to a stored output: presigned by S3, or signed for /files/. */
   outputUrl(key: string): Promise<string>;
 }

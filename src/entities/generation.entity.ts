@@ -67,6 +67,7 @@ export interface GenerationParams {
 @Index("generations_unfinished_idx", ["status", "updatedAt"], {
   where: "status IN ('QUEUED', 'BATCHED', 'PROCESSING')",
 })
+@Index("generations_completed_idx", ["completedAt"], { where: "completed_at IS NOT NULL" })
 @Index("generations_model_completed_idx", ["model", "completedAt"], {
   where: "status = 'SUCCEEDED' AND cached = false",
 })

@@ -10,6 +10,7 @@ import { CatalogResolver } from "./resolvers/catalog.resolver";
 import { CallbackResolver } from "./resolvers/callback.resolver";
 import { GenerationResolver } from "./resolvers/generation.resolver";
 import { ProviderHealthResolver } from "./resolvers/provider-health.resolver";
+import { OperatorStatsResolver } from "./resolvers/operator-stats.resolver";
 
 export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
   return buildSchema({
@@ -20,6 +21,7 @@ export async function buildGraphQLSchema(): Promise<GraphQLSchema> {
       CallbackResolver,
       CatalogResolver,
       GenerationResolver,
+      OperatorStatsResolver,
       ProviderHealthResolver,
       UsageResolver,
     ],

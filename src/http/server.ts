@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { ApolloServer } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import cors from "cors";
 import express from "express";
 import { GraphQLError, type GraphQLSchema } from "graphql";
@@ -15,6 +16,7 @@ import { AppError } from "../common/errors";
 import type { GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
 import { usageCsvHandler } from "./usage-csv.handler";
+import { mountWebPages } from "./web-pages";
 
 export interface HttpServer {
   server: http.Server;
@@ -86,6 +88,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     csrfPrevention: true,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      // Our own GraphiQL (web/, see ./web-pages.ts) replaces Apollo's CDN-loaded landing pages.
+      ApolloServerPluginLandingPageDisabled(),
       {
         async serverWillStart() {
           return { drainServer: async () => wsServer.dispose() };
@@ -104,6 +108,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   });
   await apollo.start();
 
+  mountWebPages(expressApp, GRAPHQL_PATH, { playground: config.PLAYGROUND });
   expressApp.get("/metrics", metricsHandler(app.metrics, app.logger));
   expressApp.get(
     "/usage.csv",

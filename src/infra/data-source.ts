@@ -14,6 +14,7 @@ import { TraceContext1764330000001 } from "../../migrations/1764330000001-trace-
 import { Batching1764320000002 } from "../../migrations/1764320000002-batching";
 import { UsageRollup1764320000001 } from "../../migrations/1764320000001-usage-rollup";
 import { Quality1764330000000 } from "../../migrations/1764330000000-quality";
+import { OperatorStats1764340000000 } from "../../migrations/1764340000000-operator-stats";
 
 export const MIGRATIONS = [
   Initial1764280000000,
@@ -26,6 +27,7 @@ export const MIGRATIONS = [
   Budgets1764320000003,
   Quality1764330000000,
   TraceContext1764330000001,
+  OperatorStats1764340000000,
 ];
 
 export interface DatabaseOptions {

@@ -9,6 +9,14 @@ describe("configuration", () => {
     expect(c.PUBLIC_URL).toBe("http://localhost:4000");
   });
 
+  it("serves the playground except in production, where PLAYGROUND=true turns it on", () => {
+    expect(loadConfig({}).PLAYGROUND).toBe(true);
+    expect(loadConfig({ NODE_ENV: "production" }).PLAYGROUND).toBe(false);
+    expect(loadConfig({ NODE_ENV: "production", PLAYGROUND: "true" }).PLAYGROUND).toBe(true);
+    expect(loadConfig({ PLAYGROUND: "false" }).PLAYGROUND).toBe(false);
+    expect(() => loadConfig({ PLAYGROUND: "maybe" })).toThrow(/PLAYGROUND/);
+  });
+
   it("names every invalid variable in one message", () => {
     expect(() =>
       loadConfig({ PORT: "http", REDIS_URL: "localhost:6379", SIM_FAILURE_RATE: "2" }),

@@ -77,3 +77,12 @@ registerEnumType(QualityClass, {
   name: "QualityClass",
   description: "Model qualities 1-4 are ECONOMY, 5-7 STANDARD, 8-10 PREMIUM.",
 });
+
+export enum StatsWindow {
+  HOUR = "HOUR",
+  DAY = "DAY",
+}
+registerEnumType(StatsWindow, {
+  name: "StatsWindow",
+  description: "HOUR: the last hour in 5-minute buckets; DAY: the last 24 hours in hours.",
+});
