@@ -1,3 +1,4 @@
+import compression from "compression";
 import { metricsHandler } from "../observability";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -33,6 +34,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   const { config, logger, services } = app;
   const expressApp = express();
   expressApp.disable("x-powered-by");
+  // gzip for what compresses (the pages' scripts, GraphQL and metrics text); images pass as they are.
+  expressApp.use(compression());
   const server = http.createServer(expressApp);
 
   const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });

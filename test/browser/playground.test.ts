@@ -40,6 +40,8 @@ describeInBrowser("the GraphQL playground in a browser", () => {
     const js = await fetch(`${server.url}${asset}`);
     expect(js.status).toBe(200);
     expect(js.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    // Sent compressed to a client that accepts it (fetch asks for gzip and br).
+    expect(js.headers.get("content-encoding")).toBe("gzip");
     const gone = await fetch(`${server.url}/assets/nothing-here.js`);
     expect(gone.status).toBe(404);
     expect(await gone.text()).toBe("not found\n");
