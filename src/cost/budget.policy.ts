@@ -1,5 +1,3 @@
-import type { Tier } from "../entities";
-
 /** Monthly limits of end users without one of their own, by tier. */
 export interface BudgetDefaults {
   FREE: number;
@@ -19,5 +17,3 @@ export function periodEnd(at: Date): Date {
 
 /** Share of the limit at which the one warning of the period is raised. */
 export const WARNING_RATIO = 0.8;
-
-export const TIERS: readonly Tier[] = ["FREE", "PRO", "ENTERPRISE"];

@@ -3,7 +3,8 @@ import { isUuid, validateUserId } from "../auth/auth.service";
 import { requireRole, requireViewer, type Viewer } from "../auth/viewer";
 import type { Tier } from "../entities";
 import type { BudgetRepository, BudgetSnapshot } from "./budget.repository";
-import { periodEnd, periodOf, TIERS } from "./budget.policy";
+import { periodEnd, periodOf } from "./budget.policy";
+import { TIERS } from "./model-selector";
 
 /** The most a monthly limit may be, so that sums stay far inside `numeric(14, 6)`. */
 export const MAX_LIMIT_USD = 1_000_000_000;

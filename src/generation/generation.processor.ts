@@ -25,7 +25,7 @@ import { fallbackChain, type Candidate } from "../routing/fallback-chain";
 import { exactCacheKey } from "../cache/cache-key";
 import type { CacheableResult } from "../cache/cache.service";
 import type { ModelAvailability } from "../routing/model-availability";
-import { NO_METRICS, observeFinished, type MetricsRecorder } from "../observability/metrics";
+import { observeFinished, type MetricsRecorder } from "../observability/metrics";
 import type { AnomalyObserver } from "../observability/anomaly.detector";
 
 export interface ProcessorOptions {
@@ -71,7 +71,7 @@ export class GenerationProcessor {
     private readonly anomalies: AnomalyObserver,
     private readonly opts: ProcessorOptions,
     private readonly logger: Logger,
-    private readonly metrics: MetricsRecorder = NO_METRICS,
+    private readonly metrics: MetricsRecorder,
     /** Judges outputs before they are accepted; without one, every output is accepted. */
     private readonly quality?: Pick<QualityGate, "inspect">,
   ) {}

@@ -153,7 +153,7 @@ export function validateGenerateRequest(
     callbackUrl,
     metadata: input.metadata ?? undefined,
     // Fallbacks chosen later (the catalog's alternates) stay within the tier too.
-    maxQuality: tier === DEFAULT_TIER ? undefined : tierCeiling(catalog, model.mediaType, tier),
+    maxQuality: limitedCeiling(tierCeiling(catalog, model.mediaType, tier)),
   };
   const requestHash = createHash("sha256")
     .update(
@@ -305,4 +305,9 @@ function validateCallbackUrl(value: string | null | undefined): string | undefin
   if (value.length > 2048)
     throw new BadInputError("callbackUrl", "must be at most 2048 characters");
   return url.toString();
+}
+
+/** A tier's ceiling, kept only when it limits anything (qualities go up to 10). */
+function limitedCeiling(ceiling: number): number | undefined {
+  return ceiling < 10 ? ceiling : undefined;
 }

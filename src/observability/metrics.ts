@@ -100,7 +100,7 @@ export interface GlobalGaugeSource {
   budgetRemaining(limit: number): Promise<Array<{ accountId: string; remainingUsd: number }>>;
 }
 
-/** The recording side of {@link Metrics}: what services receive, so tests can pass a stub. */
+/** The recording side of {@link Metrics}: what services receive. */
 export interface MetricsRecorder {
   /** One cache lookup of `kind`, its outcome and how long it took. */
   cacheLookup(kind: CacheKind, hit: boolean, seconds: number): void;
@@ -403,17 +403,6 @@ function closed<T extends string>(allowed: readonly T[], value: T): T | typeof O
 }
 
 /** Records nothing: for services built without metrics (unit tests). */
-export const NO_METRICS: MetricsRecorder = {
-  cacheLookup: () => undefined,
-  cacheSaved: () => undefined,
-  generationCreated: () => undefined,
-  generationFinished: () => undefined,
-  error: () => undefined,
-  queueWait: () => undefined,
-  providerAttempt: () => undefined,
-  recordQuality: () => undefined,
-};
-
 /**
  * A generation that reached a final status, as `gengate_generations_finished_total` and the
  * end-to-end and cost histograms count it. Served by a cache (or attached to an identical
