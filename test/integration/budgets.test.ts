@@ -395,5 +395,22 @@ describe("budgets: race-free reservations, settlement, warnings", () => {
     sockets.push(ws);
     const denied = ws.subscribe(`subscription { alertRaised { id } }`);
     expect(JSON.stringify(await denied.error())).toContain("FORBIDDEN");
+    const badUser = ws.subscribe(`subscription { budgetAlerts(userId: "") { id } }`);
+    expect(JSON.stringify(await badUser.error())).toContain("BAD_USER_INPUT");
+    // Another account's limits and alert webhook are out of reach.
+    const otherLimit = await gql(
+      server.url,
+      `mutation($a: ID) { setAccountBudget(monthlyLimitUsd: 1, accountId: $a) { limitUsd } }`,
+      { a: other.accountId },
+      acme.key,
+    );
+    expect(errorCode(otherLimit)).toBe("FORBIDDEN");
+    const otherHook = await gql(
+      server.url,
+      `mutation($a: ID) { setAlertWebhook(url: null, accountId: $a) }`,
+      { a: other.accountId },
+      acme.key,
+    );
+    expect(errorCode(otherHook)).toBe("NOT_FOUND");
   });
 });
