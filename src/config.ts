@@ -32,6 +32,24 @@ const schema = z.object({
   DB_POOL_SIZE: intFrom(1, 200).default(10),
   /** Redis connection string; unset means in-process queue, pub/sub and cache. */
   REDIS_URL: optionalUrl(["redis", "rediss"]),
+  /**
+   * Redis Sentinel: comma-separated `host:port` of the sentinels. The master is then found
+   * through them by REDIS_SENTINEL_NAME, and REDIS_URL gives only credentials, database and TLS.
+   */
+  REDIS_SENTINELS: z
+    .string()
+    .trim()
+    .regex(
+      /^[A-Za-z0-9.:[\]-]+:\d{1,5}(,\s*[A-Za-z0-9.:[\]-]+:\d{1,5})*$/,
+      "must be comma-separated host:port pairs",
+    )
+    .optional(),
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . -")
+    .default("mymaster"),
+  /** The sentinels' own password, when they require one (the master's is in REDIS_URL). */
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
   /** Prefix for every Redis key and channel, so several deployments can share one Redis. */
   REDIS_PREFIX: z
     .string()
@@ -245,6 +263,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.DATABASE_URL && !c.TOKEN_SECRET) {
     throw new ConfigError(
       "Invalid configuration:\n  TOKEN_SECRET: required when DATABASE_URL is set (at least 32 random characters, shared by every process)",
+    );
+  }
+  if (c.REDIS_SENTINELS && !c.REDIS_URL) {
+    throw new ConfigError(
+      "Invalid configuration:\n  REDIS_SENTINELS: needs REDIS_URL too (its credentials, database and TLS apply to the master), e.g. redis://:password@mymaster/0",
     );
   }
   if (c.POLL_MIN_MS > c.POLL_MAX_MS) {

@@ -53,7 +53,7 @@ import {
   type QueueConsumer,
   type QueueDriver,
 } from "../infra/queue/queue.driver";
-import { createRedis, redisOptions } from "../infra/redis";
+import { createRedis, redisOptions, type RedisTarget } from "../infra/redis";
 import { createProviderRegistry } from "../providers";
 import { LocalObjectStore, OutputUrlSigner, type ObjectStore } from "../storage/object-store";
 import { S3ObjectStore } from "../storage/s3-object-store";
@@ -134,9 +134,15 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     refillPerSecond: config.RATE_LIMIT_PER_SECOND,
   };
   if (config.REDIS_URL) {
-    const publisher = createRedis(config.REDIS_URL, "gengate-pub");
-    const subscriber = createRedis(config.REDIS_URL, "gengate-sub");
-    const probe = createRedis(config.REDIS_URL, "gengate-probe");
+    const target: RedisTarget = {
+      url: config.REDIS_URL,
+      sentinels: config.REDIS_SENTINELS,
+      sentinelName: config.REDIS_SENTINEL_NAME,
+      sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+    };
+    const publisher = createRedis(target, "gengate-pub");
+    const subscriber = createRedis(target, "gengate-sub");
+    const probe = createRedis(target, "gengate-probe");
     redisClients.push(probe);
     for (const c of [publisher, subscriber, probe]) {
       c.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
@@ -147,7 +153,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     limiter = new RedisTokenBucket(probe, config.REDIS_PREFIX, bucket);
     baselines = new RedisBaselineStore(probe, config.REDIS_PREFIX);
     queue = new BullMqDriver({
-      connection: redisOptions(config.REDIS_URL) as BullRedisOptions,
+      connection: redisOptions(target) as BullRedisOptions,
       prefix: config.REDIS_PREFIX,
       queueName: "generations",
       logger,

@@ -32,6 +32,25 @@ describe("configuration", () => {
     ).toThrow(/at least 32 characters/);
   });
 
+  it("takes Redis Sentinel addresses with REDIS_URL, and refuses them malformed or alone", () => {
+    const c = loadConfig({
+      REDIS_URL: "redis://:pw@mymaster/2",
+      REDIS_SENTINELS: "10.0.0.1:26379, sentinel-b:26380,[::1]:26381",
+    });
+    expect(c.REDIS_SENTINELS).toBe("10.0.0.1:26379, sentinel-b:26380,[::1]:26381");
+    expect(c.REDIS_SENTINEL_NAME).toBe("mymaster");
+    expect(() => loadConfig({ REDIS_URL: "redis://x", REDIS_SENTINELS: "sentinel-a" })).toThrow(
+      /REDIS_SENTINELS: must be comma-separated host:port pairs/,
+    );
+    expect(() => loadConfig({ REDIS_URL: "redis://x", REDIS_SENTINELS: "a:1;b:2" })).toThrow(
+      /REDIS_SENTINELS/,
+    );
+    expect(() => loadConfig({ REDIS_SENTINELS: "a:26379" })).toThrow(/needs REDIS_URL/);
+    expect(() => loadConfig({ REDIS_URL: "redis://x", REDIS_SENTINEL_NAME: "my master" })).toThrow(
+      /REDIS_SENTINEL_NAME/,
+    );
+  });
+
   it("batches 50 generations or after 60 s by default, and refuses sizes and timeouts out of range", () => {
     const c = loadConfig({});
     expect(c.BATCH_SIZE).toBe(50);
