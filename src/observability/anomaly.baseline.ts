@@ -124,8 +124,9 @@ export interface BaselineStore {
    */
   addToBucket(series: string, bucket: number, amount: number): Promise<BucketTotals>;
   /**
-   * Claims the series' cool-down until `now + ttlMs` if it is not cooling down at `now`:
-   * true for the one caller that should alert.
+   * Claims the series' cool-down until `now + ttlMs` at `level` if it is not cooling down at
+   * `now` at that level or above: true for the one caller that should alert. A higher level
+   * breaks through a lower one's cool-down (a critical after a warning), never the reverse.
    */
-  claimCooldown(series: string, now: number, ttlMs: number): Promise<boolean>;
+  claimCooldown(series: string, now: number, ttlMs: number, level?: number): Promise<boolean>;
 }

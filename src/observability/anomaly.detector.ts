@@ -116,8 +116,9 @@ interface Scored {
  * - nothing during the warm-up (fewer than `warmupSamples` samples folded in);
  * - `warningSigma` or more: a `warning`; `criticalSigma` or more: `critical`;
  * - then the series is quiet for `cooldownMs` (one claim per series, shared through the
- *   store), so one incident is one alert: a critical sample during a warning's cool-down
- *   raises nothing more.
+ *   store), so one incident is one alert; only an escalation breaks through: a critical
+ *   sample during a warning's cool-down raises one critical alert (and starts its own
+ *   cool-down), while a warning during a critical's cool-down raises nothing.
  *
  * The anomalous sample is still folded in, winsorized at `warningSigma` (see `foldSample`).
  *
@@ -297,7 +298,12 @@ export class AnomalyDetector implements AnomalyObserver {
     cooldownMs: number,
     alert: { accountId: string | null; message: string; data: Record<string, unknown> },
   ): Promise<void> {
-    const claimed = await this.store.claimCooldown(series(metric, key), this.now(), cooldownMs);
+    const claimed = await this.store.claimCooldown(
+      series(metric, key),
+      this.now(),
+      cooldownMs,
+      scored.severity === "critical" ? 1 : 0,
+    );
     if (!claimed) return;
     await this.alerts.raise({
       accountId: alert.accountId,

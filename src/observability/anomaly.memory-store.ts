@@ -17,7 +17,7 @@ export class InMemoryBaselineStore implements BaselineStore {
   private readonly baselines = new Map<string, Baseline>();
   private readonly windows = new Map<string, { hits: number; events: number }>();
   private readonly buckets = new Map<string, { bucket: number; sum: number }>();
-  private readonly cooldowns = new Map<string, number>();
+  private readonly cooldowns = new Map<string, { until: number; level: number }>();
 
   fold(series: string, x: number, params: BaselineParams): Promise<Baseline> {
     const before = this.baselines.get(series) ?? EMPTY_BASELINE;
@@ -55,10 +55,12 @@ export class InMemoryBaselineStore implements BaselineStore {
     return Promise.resolve({ current: b.sum, closed: null });
   }
 
-  claimCooldown(series: string, now: number, ttlMs: number): Promise<boolean> {
-    const until = this.cooldowns.get(series);
-    if (until !== undefined && until > now) return Promise.resolve(false);
-    this.cooldowns.set(series, now + ttlMs);
+  claimCooldown(series: string, now: number, ttlMs: number, level = 0): Promise<boolean> {
+    const held = this.cooldowns.get(series);
+    if (held !== undefined && held.until > now && held.level >= level) {
+      return Promise.resolve(false);
+    }
+    this.cooldowns.set(series, { until: now + ttlMs, level });
     return Promise.resolve(true);
   }
 }

@@ -93,16 +93,23 @@ return {current, closed}
 
 /**
  * SET NX with a TTL, judged by the caller's clock rather than Redis's (as the rate limiter
- * does), so tests can drive time: the value is when the cool-down ends.
+ * does), so tests can drive time; a higher level breaks through a lower one's cool-down. The
+ * value is `<when the cool-down ends>:<level>`.
  *
  * KEYS[1]: the cool-down key
- * ARGV: now (ms), ttl (ms), now + ttl
+ * ARGV: now (ms), ttl (ms), now + ttl, level
  * Returns 1 when this call claimed it.
  */
 const COOLDOWN_LUA = `
-local untilAt = tonumber(redis.call('GET', KEYS[1]))
-if untilAt and untilAt > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+local held = redis.call('GET', KEYS[1])
+if held then
+  local untilAt, level = string.match(held, '^(%d+):?(%d*)$')
+  if untilAt and tonumber(untilAt) > tonumber(ARGV[1])
+    and (tonumber(level) or 0) >= tonumber(ARGV[4]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3] .. ':' .. ARGV[4], 'PX', ARGV[2])
 return 1
 `;
 
@@ -199,12 +206,13 @@ export class RedisBaselineStore implements BaselineStore {
     return { current: Number(current), closed: closed === null ? null : Number(closed) };
   }
 
-  async claimCooldown(series: string, now: number, ttlMs: number): Promise<boolean> {
+  async claimCooldown(series: string, now: number, ttlMs: number, level = 0): Promise<boolean> {
     const ttl = Math.max(1, Math.ceil(ttlMs));
     const claimed = await COOLDOWN.run(this.redis, this.k("cooldown", series), [
       String(now),
       String(ttl),
       String(now + ttl),
+      String(level),
     ]);
     return claimed === 1;
   }

@@ -206,6 +206,24 @@ describe("anomaly detection on baselines shared through Redis", () => {
     expect(alerts).toHaveLength(2);
   });
 
+  it("cool-down: a critical breaks through a warning's, once, in the Redis store", async () => {
+    const { d, alerts } = detector({ cooldownMs: 600_000 });
+    for (let i = 0; i < 30; i++)
+      await d.observeLatency("escalating-model", 1000 * Math.exp(0.03 * noise(i)));
+    const at = async (sigmas: number) => {
+      const b = await d.baseline("latency", "escalating-model");
+      await d.observeLatency("escalating-model", Math.exp(b.mean + sigmas * b.sigma));
+    };
+    await at(4);
+    clock.now += 60_000;
+    await at(4);
+    await at(12);
+    clock.now += 60_000;
+    await at(12);
+    await at(4);
+    expect(alerts.map((a) => a.severity)).toEqual(["warning", "critical"]);
+  });
+
   it("two processes share one baseline, close each window once and raise one alert between them", async () => {
     const a = detector();
     const b = detector();

@@ -185,6 +185,27 @@ describe("anomaly detector (in memory)", () => {
     expect(alerts.map((a) => a.data.key)).toEqual(["a", "b", "a"]);
   });
 
+  it("lets a critical sample break through a warning's cool-down, once, and never the reverse", async () => {
+    const { d, alerts, clock } = detector();
+    await steadyLatency(d, 20);
+    // Each sample is scored against the baseline as it is just before it.
+    const at = async (sigmas: number) => {
+      const b = await d.baseline("latency", "m");
+      await d.observeLatency("m", Math.exp(b.mean + sigmas * b.sigma));
+    };
+    await at(4);
+    clock.now += 1000;
+    await at(4); // the same warning: quiet
+    await at(9); // escalates
+    await at(9); // the same critical: quiet
+    clock.now += OPTIONS.cooldownMs - 1;
+    await at(4); // a warning during the critical's cool-down: quiet
+    expect(alerts.map((a) => a.severity)).toEqual(["warning", "critical"]);
+    clock.now += 1;
+    await at(4);
+    expect(alerts.map((a) => a.severity)).toEqual(["warning", "critical", "warning"]);
+  });
+
   it("samples a provider's error rate per window of attempts", async () => {
     const { d, alerts } = detector();
     // 12 windows of 20 attempts with 0 to 2 failures each.
@@ -255,16 +276,21 @@ describe("anomaly detector (in memory)", () => {
       accountId: "acct",
     });
     expect(alerts[0]!.data).toMatchObject({ hourStart: new Date(12 * HOUR).toISOString() });
-    // Past the one-minute cool-down, but the same hour: the same incident.
+    // Past the one-minute cool-down, but the same hour: the same incident, unless it escalates.
+    at(12, 45);
+    await d.observeSpend("acct", 0.05);
+    expect(alerts).toHaveLength(1);
     at(12, 50);
     await d.observeSpend("acct", 10);
-    expect(alerts).toHaveLength(1);
-    at(13, 1);
     await d.observeSpend("acct", 10);
     expect(alerts.map((a) => a.severity)).toEqual(["warning", "critical"]);
+    // A new hour, a new incident.
+    at(13, 1);
+    await d.observeSpend("acct", 10);
+    expect(alerts.map((a) => a.severity)).toEqual(["warning", "critical", "critical"]);
     // Free work costs nothing and is no sample.
     await d.observeSpend("acct", 0);
-    expect(alerts).toHaveLength(2);
+    expect(alerts).toHaveLength(3);
   });
 
   it("takes a settled generation's latency from its timestamps, leaving BATCH ones out", async () => {
