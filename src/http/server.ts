@@ -182,6 +182,32 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     }),
   );
 
+  // What express would answer in HTML (with the stack outside production): a body too large,
+  // malformed JSON, an unsupported encoding. Clients get GraphQL-shaped JSON with a code.
+  expressApp.use(
+    (err: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+      if (res.headersSent) {
+        next(err);
+        return;
+      }
+      const status = httpStatusOf(err);
+      if (status >= 500) logger.error({ err }, "unexpected error in an HTTP handler");
+      const code =
+        status === 413
+          ? "PAYLOAD_TOO_LARGE"
+          : status < 500
+            ? "BAD_REQUEST"
+            : "INTERNAL_SERVER_ERROR";
+      const message =
+        status === 413
+          ? "Request body too large"
+          : status < 500
+            ? requestErrorMessage(err)
+            : "Internal server error";
+      res.status(status).json({ errors: [{ message, extensions: { code } }] });
+    },
+  );
+
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.PORT, config.HOST, () => resolve());
@@ -204,6 +230,26 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
       return closing;
     },
   };
+}
+
+/** The 4xx status body-parser (and express) attach to a client's error; else 500. */
+function httpStatusOf(err: unknown): number {
+  const e = err as { status?: unknown; statusCode?: unknown } | null;
+  const status = typeof e?.status === "number" ? e.status : e?.statusCode;
+  return typeof status === "number" && status >= 400 && status < 500 ? status : 500;
+}
+
+function requestErrorMessage(err: unknown): string {
+  const type = (err as { type?: unknown } | null)?.type;
+  switch (type) {
+    case "entity.parse.failed":
+      return "Request body is not valid JSON";
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return "Unsupported content encoding or charset";
+    default:
+      return "Bad request";
+  }
 }
 
 function errorCodeOf(formatted: { extensions?: Record<string, unknown> }): string {
