@@ -11,7 +11,7 @@ import express from "express";
 import { GraphQLError, type GraphQLSchema } from "graphql";
 import type { CloseCode } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
-import { WebSocketServer } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
 import type { App } from "../app/app";
 import { AppError } from "../common/errors";
 import type { GraphQLContext } from "../graphql/context";
@@ -53,6 +53,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           const auth = ctx.connectionParams?.authorization;
           // A bad credential closes the socket (4403); none at all connects, unauthenticated.
           await services.auth.authenticate(typeof auth === "string" ? auth : undefined);
+          // Gone while we authenticated: onClose has run already, nothing may be kept for it.
+          if (ctx.extra.socket.readyState !== WebSocket.OPEN) return false;
           connections.add(ctx);
           return true;
         } catch (err) {
