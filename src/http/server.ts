@@ -8,7 +8,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import cors from "cors";
 import express from "express";
-import { GraphQLError, type GraphQLSchema } from "graphql";
+import { GraphQLError, Kind, parse, type GraphQLSchema } from "graphql";
 import type { CloseCode } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocket, WebSocketServer } from "ws";
@@ -167,6 +167,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     // Bearer credentials only, never cookies: any allowed origin may call with its token.
     cors({ origin: config.CORS_ORIGINS === "*" ? "*" : config.CORS_ORIGINS.split(",") }),
     express.json({ limit: MAX_BODY }),
+    refuseSubscriptions(),
     expressMiddleware(apollo, {
       context: async ({ req }): Promise<GraphQLContext> => {
         try {
@@ -231,6 +232,44 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * Subscriptions are served over graphql-ws only. Over HTTP Apollo would run one as a query
+ * (an internal error), and graphql's validation throws (a 500) on a subscription with a bad
+ * @skip or @include: a document with a subscription is refused before it gets there.
+ */
+function refuseSubscriptions(): express.RequestHandler {
+  return (req, res, next) => {
+    const body = req.body as { query?: unknown } | undefined;
+    const query = req.method === "GET" ? req.query.query : body?.query;
+    if (typeof query !== "string" || !query.includes("subscription")) {
+      next();
+      return;
+    }
+    let document;
+    try {
+      document = parse(query);
+    } catch {
+      next(); // Apollo answers the syntax error
+      return;
+    }
+    const subscribes = document.definitions.some(
+      (d) => d.kind === Kind.OPERATION_DEFINITION && d.operation === "subscription",
+    );
+    if (!subscribes) {
+      next();
+      return;
+    }
+    res.status(400).json({
+      errors: [
+        {
+          message: `Subscriptions are served over the WebSocket (graphql-ws) at ${GRAPHQL_PATH}`,
+          extensions: { code: "BAD_REQUEST" },
+        },
+      ],
+    });
   };
 }
 
