@@ -97,6 +97,25 @@ const schema = z.object({
   /** Per API key token bucket on generate: sustained rate and burst. */
   RATE_LIMIT_PER_SECOND: z.coerce.number().min(0.01).max(100000).default(10),
   RATE_LIMIT_BURST: intFrom(1, 1000000).default(50),
+  /**
+   * What one GraphQL operation may ask, over HTTP and the WebSocket: fields nested this deep
+   * (fragments followed), this estimated cost (a field costs 1; a list multiplies its selection
+   * by `first`, or by 10), and this many lexical tokens.
+   */
+  MAX_QUERY_DEPTH: intFrom(2, 100).default(15),
+  MAX_QUERY_COMPLEXITY: intFrom(10, 10000000).default(10000),
+  MAX_QUERY_TOKENS: intFrom(100, 1000000).default(5000),
+  /** Largest HTTP request body and largest WebSocket message (bytes). */
+  MAX_REQUEST_BYTES: intFrom(1024, 100 * 1024 * 1024).default(1024 * 1024),
+  /**
+   * Per api process: WebSocket connections of one credential (an API key, or one end user's
+   * client tokens; connections without credentials count as one), operations in flight on
+   * one connection and on all of one credential's, and connections in all.
+   */
+  WS_MAX_CONNECTIONS_PER_KEY: intFrom(1, 1000000).default(100),
+  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: intFrom(1, 1000000).default(100),
+  WS_MAX_SUBSCRIPTIONS_PER_KEY: intFrom(1, 10000000).default(1000),
+  WS_MAX_CONNECTIONS: intFrom(1, 10000000).default(10000),
   /** Queued generations per priority beyond which generate answers SERVICE_UNAVAILABLE. */
   MAX_QUEUED_PER_PRIORITY: intFrom(1, 10000000).default(10000),
   /** With webhooks, how often a status check still runs in case one is lost. */
@@ -291,6 +310,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (c.ANOMALY_CRITICAL_SIGMA <= c.ANOMALY_WARNING_SIGMA) {
     throw new ConfigError(
       "Invalid configuration:\n  ANOMALY_CRITICAL_SIGMA: must be more than ANOMALY_WARNING_SIGMA",
+    );
+  }
+  if (c.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION > c.WS_MAX_SUBSCRIPTIONS_PER_KEY) {
+    throw new ConfigError(
+      "Invalid configuration:\n  WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: must not exceed WS_MAX_SUBSCRIPTIONS_PER_KEY",
+    );
+  }
+  if (c.WS_MAX_CONNECTIONS_PER_KEY > c.WS_MAX_CONNECTIONS) {
+    throw new ConfigError(
+      "Invalid configuration:\n  WS_MAX_CONNECTIONS_PER_KEY: must not exceed WS_MAX_CONNECTIONS",
     );
   }
   if (c.QUALITY_MODERATION === "openai" && !c.OPENAI_API_KEY) {

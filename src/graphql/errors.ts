@@ -20,12 +20,17 @@ export function formatError(
     };
   }
   const code = formatted.extensions?.code;
+  // GraphQL's own extensions, and the request limits' (the limit's name, maximum and value).
+  const { stacktrace: _stack, http: _http, ...extensions } = formatted.extensions ?? {};
   if (!original || (error instanceof GraphQLError && !error.originalError)) {
     return {
       message: formatted.message,
       locations: formatted.locations,
       path: formatted.path,
-      extensions: { code: code === "INTERNAL_SERVER_ERROR" || !code ? "BAD_USER_INPUT" : code },
+      extensions: {
+        ...extensions,
+        code: code === "INTERNAL_SERVER_ERROR" || !code ? "BAD_USER_INPUT" : code,
+      },
     };
   }
   if (original instanceof GraphQLError) {
@@ -34,7 +39,7 @@ export function formatError(
       message: formatted.message,
       locations: formatted.locations,
       path: formatted.path,
-      extensions: { code: code ?? "BAD_USER_INPUT" },
+      extensions: { ...extensions, code: code ?? "BAD_USER_INPUT" },
     };
   }
   if (

@@ -8,14 +8,21 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import cors from "cors";
 import express from "express";
-import { GraphQLError, type GraphQLSchema } from "graphql";
-import type { CloseCode } from "graphql-ws";
+import { GraphQLError, Kind, parse, type GraphQLSchema } from "graphql";
+import type { CloseCode, Context as WsContext } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
-import { WebSocketServer } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
+import type { Viewer } from "../auth/viewer";
 import type { App } from "../app/app";
 import { AppError } from "../common/errors";
 import type { GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
+import {
+  checkOperation,
+  complexityPlugin,
+  depthLimitRule,
+  type QueryLimits,
+} from "../graphql/limits";
 import { usageCsvHandler } from "./usage-csv.handler";
 import { mountWebPages } from "./web-pages";
 
@@ -27,7 +34,13 @@ export interface HttpServer {
 }
 
 const GRAPHQL_PATH = "/graphql";
-const MAX_BODY = "1mb";
+/** Close code for a connection over its credential's cap (graphql-ws's own "too many" code). */
+export const WS_TOO_MANY_CONNECTIONS = 4429;
+/** Close code when the process holds WS_MAX_CONNECTIONS already ("try again later"). */
+export const WS_SERVER_FULL = 1013;
+
+type WsExtra = { socket: WebSocket };
+type WsCtx = WsContext<{ authorization?: unknown }, WsExtra>;
 
 /** HTTP and graphql-ws on one port, plus health, readiness and stored outputs. */
 export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<HttpServer> {
@@ -38,28 +51,89 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   expressApp.use(compression());
   const server = http.createServer(expressApp);
 
-  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
-  // Accepted connections, for the WebSocket gauges; each holds its operations in `subscriptions`.
-  const connections = new Set<{ subscriptions: Record<string, unknown> }>();
+  const limits: QueryLimits = {
+    maxDepth: config.MAX_QUERY_DEPTH,
+    maxComplexity: config.MAX_QUERY_COMPLEXITY,
+    maxTokens: config.MAX_QUERY_TOKENS,
+  };
+  const wss = new WebSocketServer({
+    server,
+    path: GRAPHQL_PATH,
+    // A larger message closes the socket with 1009 before it is buffered whole.
+    maxPayload: config.MAX_REQUEST_BYTES,
+  });
+  // Accepted connections, each under its credential's name; each holds its operations in
+  // `subscriptions`. Counted per process (README, Configuration).
+  const connections = new Map<WsCtx, string>();
+  const byCredential = new Map<string, Set<WsCtx>>();
   app.metrics.watchWebSockets(() => ({
     connections: connections.size,
-    subscriptions: [...connections].reduce((n, c) => n + Object.keys(c.subscriptions).length, 0),
+    subscriptions: [...connections.keys()].reduce(
+      (n, c) => n + Object.keys(c.subscriptions).length,
+      0,
+    ),
   }));
-  const wsServer = useServer<{ authorization?: unknown }>(
+  const forget = (ctx: WsCtx) => {
+    const name = connections.get(ctx);
+    if (name === undefined) return;
+    connections.delete(ctx);
+    const set = byCredential.get(name);
+    set?.delete(ctx);
+    if (set?.size === 0) byCredential.delete(name);
+  };
+  const wsServer = useServer<{ authorization?: unknown }, WsExtra>(
     {
       schema,
       onConnect: async (ctx) => {
+        let viewer: Viewer | null;
         try {
           const auth = ctx.connectionParams?.authorization;
           // A bad credential closes the socket (4403); none at all connects, unauthenticated.
-          await services.auth.authenticate(typeof auth === "string" ? auth : undefined);
-          connections.add(ctx);
-          return true;
+          viewer = await services.auth.authenticate(typeof auth === "string" ? auth : undefined);
         } catch (err) {
           if (err instanceof AppError) return false;
           logger.error({ err }, "websocket authentication failed");
           return false;
         }
+        const socket = ctx.extra.socket;
+        // Gone while we authenticated: onClose has run already, nothing may be kept for it.
+        if (socket.readyState !== WebSocket.OPEN) return false;
+        if (connections.size >= config.WS_MAX_CONNECTIONS) {
+          socket.close(WS_SERVER_FULL, "Too many connections; try again later");
+          return false;
+        }
+        const name = credentialName(viewer);
+        const mine = byCredential.get(name) ?? new Set<WsCtx>();
+        if (mine.size >= config.WS_MAX_CONNECTIONS_PER_KEY) {
+          socket.close(WS_TOO_MANY_CONNECTIONS, "Too many connections for this credential");
+          return false;
+        }
+        mine.add(ctx);
+        byCredential.set(name, mine);
+        connections.set(ctx, name);
+        return true;
+      },
+      // Parsed, validated and costed like an HTTP request; within the connection's and the
+      // credential's caps of operations in flight (this one is already counted).
+      onSubscribe: (ctx, _id, payload) => {
+        const perConnection = Object.keys(ctx.subscriptions).length;
+        if (perConnection > config.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+          return [tooMany("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", config)];
+        }
+        const name = connections.get(ctx);
+        const siblings = name === undefined ? [] : [...(byCredential.get(name) ?? [])];
+        const perKey = siblings.reduce((n, c) => n + Object.keys(c.subscriptions).length, 0);
+        if (perKey > config.WS_MAX_SUBSCRIPTIONS_PER_KEY) {
+          return [tooMany("WS_MAX_SUBSCRIPTIONS_PER_KEY", config)];
+        }
+        const checked = checkOperation(schema, payload, limits);
+        if ("errors" in checked) return checked.errors;
+        return {
+          schema,
+          document: checked.document,
+          variableValues: payload.variables,
+          operationName: payload.operationName,
+        };
       },
       // Checked again for every operation, so a key revoked (or a token expired) while the
       // socket stays open cannot start new subscriptions.
@@ -74,7 +148,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
         return { viewer, services };
       },
       onClose: (ctx) => {
-        connections.delete(ctx);
+        forget(ctx);
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors
@@ -89,7 +163,12 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     schema,
     introspection: true,
     csrfPrevention: true,
+    // One operation per request; a JSON array is refused (400).
+    allowBatchedHttpRequests: false,
+    parseOptions: { maxTokens: config.MAX_QUERY_TOKENS },
+    validationRules: [depthLimitRule(config.MAX_QUERY_DEPTH)],
     plugins: [
+      complexityPlugin(config.MAX_QUERY_COMPLEXITY),
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
       // Our own GraphiQL (web/, see ./web-pages.ts) replaces Apollo's CDN-loaded landing pages.
       ApolloServerPluginLandingPageDisabled(),
@@ -164,7 +243,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     GRAPHQL_PATH,
     // Bearer credentials only, never cookies: any allowed origin may call with its token.
     cors({ origin: config.CORS_ORIGINS === "*" ? "*" : config.CORS_ORIGINS.split(",") }),
-    express.json({ limit: MAX_BODY }),
+    express.json({ limit: config.MAX_REQUEST_BYTES }),
+    refuseSubscriptions(config.MAX_QUERY_TOKENS),
     expressMiddleware(apollo, {
       context: async ({ req }): Promise<GraphQLContext> => {
         try {
@@ -180,6 +260,32 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
         }
       },
     }),
+  );
+
+  // What express would answer in HTML (with the stack outside production): a body too large,
+  // malformed JSON, an unsupported encoding. Clients get GraphQL-shaped JSON with a code.
+  expressApp.use(
+    (err: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+      if (res.headersSent) {
+        next(err);
+        return;
+      }
+      const status = httpStatusOf(err);
+      if (status >= 500) logger.error({ err }, "unexpected error in an HTTP handler");
+      const code =
+        status === 413
+          ? "PAYLOAD_TOO_LARGE"
+          : status < 500
+            ? "BAD_REQUEST"
+            : "INTERNAL_SERVER_ERROR";
+      const message =
+        status === 413
+          ? `Request body larger than ${config.MAX_REQUEST_BYTES} bytes`
+          : status < 500
+            ? requestErrorMessage(err)
+            : "Internal server error";
+      res.status(status).json({ errors: [{ message, extensions: { code } }] });
+    },
   );
 
   await new Promise<void>((resolve, reject) => {
@@ -204,6 +310,82 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
       return closing;
     },
   };
+}
+
+/**
+ * Subscriptions are served over graphql-ws only. Over HTTP Apollo would run one as a query
+ * (an internal error), and graphql's validation throws (a 500) on a subscription with a bad
+ * @skip or @include: a document with a subscription is refused before it gets there.
+ */
+function refuseSubscriptions(maxTokens: number): express.RequestHandler {
+  return (req, res, next) => {
+    const body = req.body as { query?: unknown } | undefined;
+    const query = req.method === "GET" ? req.query.query : body?.query;
+    if (typeof query !== "string" || !query.includes("subscription")) {
+      next();
+      return;
+    }
+    let document;
+    try {
+      document = parse(query, { maxTokens });
+    } catch {
+      next(); // Apollo answers the syntax error
+      return;
+    }
+    const subscribes = document.definitions.some(
+      (d) => d.kind === Kind.OPERATION_DEFINITION && d.operation === "subscription",
+    );
+    if (!subscribes) {
+      next();
+      return;
+    }
+    res.status(400).json({
+      errors: [
+        {
+          message: `Subscriptions are served over the WebSocket (graphql-ws) at ${GRAPHQL_PATH}`,
+          extensions: { code: "BAD_REQUEST" },
+        },
+      ],
+    });
+  };
+}
+
+/** The 4xx status body-parser (and express) attach to a client's error; else 500. */
+function httpStatusOf(err: unknown): number {
+  const e = err as { status?: unknown; statusCode?: unknown } | null;
+  const status = typeof e?.status === "number" ? e.status : e?.statusCode;
+  return typeof status === "number" && status >= 400 && status < 500 ? status : 500;
+}
+
+function requestErrorMessage(err: unknown): string {
+  const type = (err as { type?: unknown } | null)?.type;
+  switch (type) {
+    case "entity.parse.failed":
+      return "Request body is not valid JSON";
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return "Unsupported content encoding or charset";
+    default:
+      return "Bad request";
+  }
+}
+
+/** Whose caps a connection counts against. */
+function credentialName(viewer: Viewer | null): string {
+  if (!viewer) return "anonymous";
+  if (viewer.apiKeyId) return `key:${viewer.apiKeyId}`;
+  return `client:${viewer.accountId}:${viewer.userId ?? ""}`;
+}
+
+function tooMany(
+  limit: "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION" | "WS_MAX_SUBSCRIPTIONS_PER_KEY",
+  config: App["config"],
+): GraphQLError {
+  const max = config[limit];
+  const where = limit === "WS_MAX_SUBSCRIPTIONS_PER_KEY" ? "this credential" : "this connection";
+  return new GraphQLError(`Too many operations at once on ${where}; at most ${max}`, {
+    extensions: { code: "RATE_LIMITED", limit, max },
+  });
 }
 
 function errorCodeOf(formatted: { extensions?: Record<string, unknown> }): string {

@@ -102,3 +102,53 @@ describe("configuration", () => {
     expect(() => loadConfig({ QUALITY_SIZE_TOLERANCE: "2" })).toThrow(/QUALITY_SIZE_TOLERANCE/);
   });
 });
+
+describe("request limits", () => {
+  it("has production defaults", () => {
+    expect(loadConfig({})).toMatchObject({
+      MAX_QUERY_DEPTH: 15,
+      MAX_QUERY_COMPLEXITY: 10000,
+      MAX_QUERY_TOKENS: 5000,
+      MAX_REQUEST_BYTES: 1048576,
+      WS_MAX_CONNECTIONS_PER_KEY: 100,
+      WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: 100,
+      WS_MAX_SUBSCRIPTIONS_PER_KEY: 1000,
+      WS_MAX_CONNECTIONS: 10000,
+    });
+  });
+
+  it.each([
+    ["MAX_QUERY_DEPTH", ["1", "101", "3.5", "deep"]],
+    ["MAX_QUERY_COMPLEXITY", ["9", "10000001", "-1", "lots"]],
+    ["MAX_QUERY_TOKENS", ["99", "1000001", "1e3x"]],
+    ["MAX_REQUEST_BYTES", ["1023", String(100 * 1024 * 1024 + 1), "1mb"]],
+    ["WS_MAX_CONNECTIONS_PER_KEY", ["0", "2.5", "many"]],
+    ["WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", ["0", "-3", "x"]],
+    ["WS_MAX_SUBSCRIPTIONS_PER_KEY", ["0", "10000001", "x"]],
+    ["WS_MAX_CONNECTIONS", ["0", "10000001", "x"]],
+  ])("refuses a bad %s", (name, values) => {
+    for (const value of values) {
+      expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(name));
+    }
+  });
+
+  it("accepts values in range", () => {
+    expect(
+      loadConfig({
+        MAX_QUERY_DEPTH: "2",
+        MAX_REQUEST_BYTES: "1024",
+        WS_MAX_CONNECTIONS: "1",
+        WS_MAX_CONNECTIONS_PER_KEY: "1",
+      }),
+    ).toMatchObject({ MAX_QUERY_DEPTH: 2, MAX_REQUEST_BYTES: 1024, WS_MAX_CONNECTIONS: 1 });
+  });
+
+  it("refuses caps that contradict each other", () => {
+    expect(() =>
+      loadConfig({ WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: "50", WS_MAX_SUBSCRIPTIONS_PER_KEY: "10" }),
+    ).toThrow(/WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: must not exceed WS_MAX_SUBSCRIPTIONS_PER_KEY/);
+    expect(() =>
+      loadConfig({ WS_MAX_CONNECTIONS_PER_KEY: "50", WS_MAX_CONNECTIONS: "10" }),
+    ).toThrow(/WS_MAX_CONNECTIONS_PER_KEY: must not exceed WS_MAX_CONNECTIONS/);
+  });
+});

@@ -237,7 +237,10 @@ export class PageInfo {
 
 @ObjectType()
 export class GenerationConnection {
-  @Field(() => [GenerationEdge])
+  // Its length is the `first` of the field returning the connection, which counted it already.
+  @Field(() => [GenerationEdge], {
+    complexity: ({ childComplexity }: { childComplexity: number }) => 1 + childComplexity,
+  })
   edges: GenerationEdge[];
   @Field(() => PageInfo)
   pageInfo: PageInfo;
