@@ -133,13 +133,15 @@ export class AuthService {
       );
     }
     const claims: ClientTokenClaims = { sub: userId, acc: v.accountId, gen: canGenerate === true };
-    const token = jwt.sign(claims, this.tokenSecret, {
+    // One clock reading for the token and the answer: read twice, they could fall on either
+    // side of a second and disagree.
+    const exp = Math.floor(Date.now() / 1000) + ttl;
+    const token = jwt.sign({ ...claims, exp }, this.tokenSecret, {
       algorithm: "HS256",
-      expiresIn: ttl,
       issuer: TOKEN_ISSUER,
       audience: TOKEN_AUDIENCE,
     });
-    return { token, expiresAt: new Date((Math.floor(Date.now() / 1000) + ttl) * 1000) };
+    return { token, expiresAt: new Date(exp * 1000) };
   }
 
   /** For the CLI: a key for the operators' account. */
