@@ -339,7 +339,7 @@ describe("authentication and API keys", () => {
           true,
         );
         // The revocation reaches the other process through Redis, well within a second.
-        let code: string | undefined;
+        let code: unknown;
         for (let i = 0; i < 20 && code !== "UNAUTHENTICATED"; i++) {
           code = errorCode(await gql(other.url, VIEWER, {}, k.key));
           if (code !== "UNAUTHENTICATED") await new Promise((r) => setTimeout(r, 50));
