@@ -135,9 +135,9 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     refillPerSecond: config.RATE_LIMIT_PER_SECOND,
   };
   if (config.REDIS_URL) {
-    const publisher = createRedis(config.REDIS_URL, "gengate-pub");
+    const publisher = createRedis(config.REDIS_URL, "gengate-pub", { pipelined: true });
     const subscriber = createRedis(config.REDIS_URL, "gengate-sub");
-    const probe = createRedis(config.REDIS_URL, "gengate-probe");
+    const probe = createRedis(config.REDIS_URL, "gengate-probe", { pipelined: true });
     redisClients.push(probe);
     for (const c of [publisher, subscriber, probe]) {
       c.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));

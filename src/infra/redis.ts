@@ -15,6 +15,17 @@ export function redisOptions(url: string): RedisOptions {
   };
 }
 
-export function createRedis(url: string, name: string): Redis {
-  return new Redis({ ...redisOptions(url), connectionName: name, lazyConnect: false });
+/**
+ * A Redis client. With `pipelined`, commands issued in the same turn of the event loop (a
+ * generation's three PUBLISHes, many requests' rate-limit scripts and cache reads under load)
+ * leave in one write: fewer system calls on both sides, same order, same answers. Not for a
+ * connection that subscribes or blocks.
+ */
+export function createRedis(url: string, name: string, opts: { pipelined?: boolean } = {}): Redis {
+  return new Redis({
+    ...redisOptions(url),
+    connectionName: name,
+    lazyConnect: false,
+    enableAutoPipelining: opts.pipelined ?? false,
+  });
 }
