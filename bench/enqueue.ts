@@ -94,6 +94,8 @@ export async function enqueueScenario(opts: EnqueueBenchOptions): Promise<string
     });
   }
   const versions = await serverVersions(opts);
+  // Other work on the machine weighs on every number: say how much there was.
+  const loadAtStart = os.loadavg()[0]!;
   // Every program's stack (its own database, Redis prefix, api and worker) runs for the
   // whole scenario and the measurements alternate between them, so a neighbour's load on
   // this shared machine falls on each program alike.
@@ -106,11 +108,10 @@ export async function enqueueScenario(opts: EnqueueBenchOptions): Promise<string
             lines.push(line);
             console.log(`enqueue: ${line}`);
           }
-          const file = writeResults(
-            opts.resultsDir ?? defaultResultsDir(opts.main),
-            results,
-            versions,
-          );
+          const file = writeResults(opts.resultsDir ?? defaultResultsDir(opts.main), results, {
+            ...versions,
+            load: [loadAtStart, os.loadavg()[0]!],
+          });
           lines.push(`written to ${file}`);
         })
       : opts.withDatabase(async (databaseUrl, dataDir) => {
@@ -472,11 +473,15 @@ function stepsText(steps: Step[]): string {
 function writeResults(
   dir: string,
   results: ProgramResult[],
-  versions: { postgres: string; redis: string },
+  versions: { postgres: string; redis: string; load: [number, number] },
 ): string {
   const cpus = os.cpus();
   const date = new Date().toISOString().slice(0, 10);
-  const file = path.join(dir, `${date}-enqueue.md`);
+  // A run at another fixed rate is kept beside the one at the rate the goals name.
+  const file = path.join(
+    dir,
+    `${date}-enqueue${ENQUEUE_RATE === 500 ? "" : `-${ENQUEUE_RATE}rps`}.md`,
+  );
   const row = (r: ProgramResult) => {
     const ratio =
       r.ceiling && r.sustained ? `${Math.round((100 * r.sustained.rate) / r.ceiling.rate)}%` : "–";
@@ -492,6 +497,7 @@ function writeResults(
 
 Machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB,
 ${os.type()} ${os.release()}; Node ${process.version}; ${versions.postgres}; Redis ${versions.redis}.
+Load average (1 min) ${versions.load[0].toFixed(1)} when the run started, ${versions.load[1].toFixed(1)} when it ended.
 Everything on this one box: \`gengate api\` and \`gengate worker\` (separate processes, the
 simulated provider in the worker, 1 s latency), Postgres, Redis and the load generator.
 
