@@ -3,7 +3,7 @@
  * embedded default, with the simulated provider answering at once (SIM_LATENCY_MS=0).
  *
  *   npm run bench                 # both paths
- *   npm run bench -- --only=pg    # one path (pg, fallback, cache, usage, embedded)
+ *   npm run bench -- --only=pg    # one path (pg, fallback, cache, enqueue, usage, embedded)
  *
  * Prints medians and p95s measured in this one run; record them in bench/results/.
  */
@@ -17,6 +17,7 @@ import { createClient } from "graphql-ws";
 import { Client as PgClient } from "pg";
 import WebSocket from "ws";
 import { cacheScenario } from "./cache";
+import { enqueueScenario } from "./enqueue";
 import { usageScenario } from "./usage";
 
 const MAIN = path.resolve(__dirname, "../src/main.js");
@@ -324,6 +325,9 @@ async function main() {
       });
       for (const line of lines) console.log(`cache: ${line}`);
     });
+  }
+  if (!only || only === "enqueue") {
+    await enqueueScenario({ main: MAIN, redisUrl: REDIS_URL, withDatabase });
   }
   if (!only || only === "usage") {
     await withDatabase(async (url) => {

@@ -4,6 +4,7 @@ import type Redis from "ioredis";
 import type { Config } from "../config";
 import type { Logger } from "../common/logger";
 import { ApiKeyRepository } from "../auth/api-key.repository";
+import { ApiKeyCache } from "../auth/api-key.cache";
 import { AuthService } from "../auth/auth.service";
 import { CatalogRepository } from "../cost/catalog.repository";
 import { CatalogService } from "../cost/catalog.service";
@@ -43,7 +44,7 @@ import { RedisTokenBucket } from "../routing/redis-rate-limiter";
 import { openDatabase, type Database } from "../infra/data-source";
 import { migrate } from "../infra/migrate";
 import { InProcessPubSub } from "../infra/pubsub/in-process.pubsub";
-import type { PubSub } from "../infra/pubsub/pubsub";
+import { Topic, type PubSub } from "../infra/pubsub/pubsub";
 import { RedisPubSub } from "../infra/pubsub/redis.pubsub";
 import { BullMqDriver } from "../infra/queue/bullmq.driver";
 import { InProcessQueueDriver } from "../infra/queue/in-process.driver";
@@ -140,9 +141,9 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
       sentinelName: config.REDIS_SENTINEL_NAME,
       sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
     };
-    const publisher = createRedis(target, "gengate-pub");
+    const publisher = createRedis(target, "gengate-pub", { pipelined: true });
     const subscriber = createRedis(target, "gengate-sub");
-    const probe = createRedis(target, "gengate-probe");
+    const probe = createRedis(target, "gengate-probe", { pipelined: true });
     redisClients.push(probe);
     for (const c of [publisher, subscriber, probe]) {
       c.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
@@ -237,7 +238,18 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     : NO_ANOMALY_DETECTION;
   const events = new GenerationEvents(pubsub);
   const generationQueue = new GenerationQueue(queue);
-  const auth = new AuthService(new ApiKeyRepository(db.dataSource), secret);
+  const auth = new AuthService(
+    new ApiKeyRepository(db.dataSource),
+    secret,
+    new ApiKeyCache(),
+    (keyId) => pubsub.publish(Topic.ApiKeyRevoked, "all", { keyId }),
+  );
+  // Every process forgets a key revoked in any of them (subscribed before serving requests).
+  const revocations = pubsub.subscribe(Topic.ApiKeyRevoked, "all");
+  await revocations.ready;
+  void (async () => {
+    for await (const { keyId } of revocations) auth.forgetKey(keyId);
+  })();
   if (db.embedded && roles.api) {
     // With nothing configured there is no other way to get in: print a first key, once.
     const first = await auth.bootstrapAdminKey();
@@ -480,6 +492,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
         await consumer?.close();
         await queue.close();
         await catalog.stop();
+        await revocations.return();
         await pubsub.close();
         await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
         await db.close();

@@ -8,6 +8,7 @@ import {
   UnauthenticatedError,
 } from "../common/errors";
 import { assertStorableText } from "../common/text";
+import { ApiKeyCache } from "./api-key.cache";
 import type { ApiKeyRepository } from "./api-key.repository";
 import { requireRole, type Viewer } from "./viewer";
 
@@ -37,6 +38,10 @@ export class AuthService {
   constructor(
     private readonly keys: ApiKeyRepository,
     private readonly tokenSecret: string,
+    /** Keys found recently: every request authenticates, most with a key seen a moment ago. */
+    private readonly keyCache = new ApiKeyCache(),
+    /** Tells the other processes a key was revoked, so that they forget it too. */
+    private readonly broadcastRevoked: (keyId: string) => Promise<void> = async () => undefined,
   ) {}
 
   /** The viewer behind an `Authorization` header value, or null when none was given. */
@@ -46,7 +51,9 @@ export class AuthService {
     if (!match) throw new UnauthenticatedError("Authorization must be `Bearer <key or token>`");
     const credential = match[1]!;
     if (credential.startsWith(KEY_PREFIX)) {
-      const key = await this.keys.findActiveByHash(hashKey(credential));
+      const key = await this.keyCache.get(hashKey(credential), () =>
+        this.keys.findActiveByHash(hashKey(credential)),
+      );
       if (!key) throw new UnauthenticatedError("Unknown or revoked API key");
       return { role: key.role, accountId: key.accountId, apiKeyId: key.id, canGenerate: true };
     }
@@ -99,7 +106,15 @@ export class AuthService {
     if (!isUuid(id)) throw new NotFoundError("No such API key");
     const revoked = await this.keys.revoke(id, v.role === "ADMIN" ? undefined : v.accountId);
     if (!revoked) throw new NotFoundError("No such API key");
+    this.forgetKey(id);
+    // A lost broadcast leaves the key usable elsewhere for the cache's TTL at most.
+    await this.broadcastRevoked(id).catch(() => undefined);
     return true;
+  }
+
+  /** A key was revoked (here or in another process): it is read from Postgres again. */
+  forgetKey(keyId: string): void {
+    this.keyCache.forget(keyId);
   }
 
   createClientToken(
@@ -118,13 +133,15 @@ export class AuthService {
       );
     }
     const claims: ClientTokenClaims = { sub: userId, acc: v.accountId, gen: canGenerate === true };
-    const token = jwt.sign(claims, this.tokenSecret, {
+    // One clock reading for the token and the answer: read twice, they could fall on either
+    // side of a second and disagree.
+    const exp = Math.floor(Date.now() / 1000) + ttl;
+    const token = jwt.sign({ ...claims, exp }, this.tokenSecret, {
       algorithm: "HS256",
-      expiresIn: ttl,
       issuer: TOKEN_ISSUER,
       audience: TOKEN_AUDIENCE,
     });
-    return { token, expiresAt: new Date((Math.floor(Date.now() / 1000) + ttl) * 1000) };
+    return { token, expiresAt: new Date(exp * 1000) };
   }
 
   /** For the CLI: a key for the operators' account. */

@@ -58,30 +58,23 @@ export class SemanticCacheRepository {
     const dims = q.embedding.length;
     assertDimensions(dims);
     const cast = `vector(${dims})`;
-    return this.db.transaction(async (m) => {
-      // With a filter (scope, expiry) an HNSW scan may return fewer rows than asked;
-      // an iterative scan keeps going until the LIMIT is met, in distance order.
-      await m.query(`SET LOCAL hnsw.iterative_scan = strict_order`);
-      const rows = (await m.query(
-        `SELECT e.generation_id, e.prompt,
-                1 - (e.embedding::${cast} <=> $1::${cast}) AS similarity
-           FROM semantic_cache_entries e
-           JOIN accounts a ON a.id = e.account_id AND a.semantic_cache
-          WHERE e.embedder = $2 AND e.scope_key = $3 AND e.expires_at > now()
-            AND EXISTS (SELECT 1 FROM accounts me WHERE me.id = $4 AND me.semantic_cache)
-          ORDER BY e.embedding::${cast} <=> $1::${cast}
-          LIMIT 1`,
-        [toVector(q.embedding), q.embedder, q.scopeKey, q.accountId],
-      )) as Array<{ generation_id: string; prompt: string; similarity: number }>;
-      const row = rows[0];
-      return row
-        ? {
-            generationId: row.generation_id,
-            prompt: row.prompt,
-            similarity: Number(row.similarity),
-          }
-        : null;
-    });
+    // One statement, no transaction: the iterative scan the filter needs is a session setting
+    // of every connection (see `openDatabase`).
+    const rows = (await this.db.query(
+      `SELECT e.generation_id, e.prompt,
+              1 - (e.embedding::${cast} <=> $1::${cast}) AS similarity
+         FROM semantic_cache_entries e
+         JOIN accounts a ON a.id = e.account_id AND a.semantic_cache
+        WHERE e.embedder = $2 AND e.scope_key = $3 AND e.expires_at > now()
+          AND EXISTS (SELECT 1 FROM accounts me WHERE me.id = $4 AND me.semantic_cache)
+        ORDER BY e.embedding::${cast} <=> $1::${cast}
+        LIMIT 1`,
+      [toVector(q.embedding), q.embedder, q.scopeKey, q.accountId],
+    )) as Array<{ generation_id: string; prompt: string; similarity: number }>;
+    const row = rows[0];
+    return row
+      ? { generationId: row.generation_id, prompt: row.prompt, similarity: Number(row.similarity) }
+      : null;
   }
 
   /** Stores an entry unless the account opted out (checked in the same statement). */

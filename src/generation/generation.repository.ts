@@ -14,6 +14,7 @@ import {
 } from "../entities";
 import { IdempotencyConflictError } from "../common/errors";
 import type { AlertRow, BudgetOwner, BudgetRepository } from "../cost/budget.repository";
+import { periodOf, WARNING_RATIO } from "../cost/budget.policy";
 import { toSnapshot, type GenerationSnapshot } from "./generation.events";
 
 /** Which generations a caller may see: one account (optionally one of its users), or all. */
@@ -157,6 +158,10 @@ export class GenerationRepository {
   ): Promise<CreateOutcome> {
     for (let round = 1; ; round++) {
       try {
+        if (round === 1) {
+          const fast = await this.insertQueuedAtOnce(input, cacheTtlMs, status);
+          if (fast) return fast;
+        }
         return await this.db.transaction(async (m): Promise<CreateOutcome> => {
           const owner = await this.upsertEndUser(m, input.accountId, input.userId);
           const endUserId = owner.endUserId;
@@ -214,6 +219,111 @@ export class GenerationRepository {
         throw err;
       }
     }
+  }
+
+  /**
+   * The hot path of a miss, in one statement (one round trip, one commit, no transaction held
+   * open across round trips): reserve the estimate on the user's ledger and store the
+   * generation. It applies only to the common case and otherwise changes nothing and answers
+   * undefined, leaving the request to the transactional path: a new end user or a month's
+   * first reservation (no ledger yet), an account-wide limit (two ledgers), a reservation that
+   * would pass the limit (the refusal) or raise the period's warning (the alert), a reused
+   * idempotency key, or an identical request running or just finished (joined or served).
+   *
+   * The reservation is the same conditional UPDATE as `BudgetRepository.reserve`, re-checked
+   * on the latest row version under concurrency, so budgets stay race-free. Racing identical
+   * requests or idempotency keys fail on the same unique indexes as on the long path, and the
+   * whole statement rolls back with them.
+   */
+  private async insertQueuedAtOnce(
+    input: NewGeneration,
+    cacheTtlMs: number,
+    status: "QUEUED" | "BATCHED",
+  ): Promise<CreateOutcome | undefined> {
+    const reserve = reserveOf(input);
+    const period = periodOf(new Date());
+    const rows = (await this.db.query(
+      `WITH eu AS (
+         SELECT eu.id FROM end_users eu JOIN accounts a ON a.id = eu.account_id
+          WHERE eu.account_id = $1 AND eu.user_id = $2 AND a.monthly_limit_usd IS NULL),
+       elsewhere AS (
+         SELECT 1 FROM generations
+          WHERE $3::text IS NOT NULL AND account_id = $1 AND idempotency_key = $3
+         UNION ALL
+         SELECT 1 FROM generations
+          WHERE $4::text IS NOT NULL AND inflight_key = $4
+            AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
+         UNION ALL
+         SELECT 1 FROM generations
+          WHERE $4::text IS NOT NULL AND cache_key = $4 AND status = 'SUCCEEDED'
+            AND completed_at > now() - make_interval(secs => $5)),
+       b AS (
+         UPDATE budget_periods b SET reserved_usd = b.reserved_usd + $6::numeric
+           FROM eu
+          WHERE b.end_user_id = eu.id AND b.period = $7
+            AND b.spent_usd + b.reserved_usd + $6::numeric <= b.limit_usd
+            AND (b.warned_at IS NOT NULL OR b.limit_usd <= 0
+                 OR b.spent_usd + b.reserved_usd + $6::numeric < $8 * b.limit_usd)
+            AND NOT EXISTS (SELECT 1 FROM elsewhere)
+         RETURNING b.end_user_id)
+       INSERT INTO generations (account_id, end_user_id, user_id, status, progress, media_type,
+              prompt, negative_prompt, model, seed, priority, params, outputs,
+              estimated_cost_usd, estimated_seconds, cached, cache_key, inflight_key,
+              reserved_usd, trace_context, budget_period, idempotency_key, request_hash, version)
+       SELECT $1, b.end_user_id, $2, $9, 0, $10, $11, $12, $13, $14, $15, $16::jsonb, '[]'::jsonb,
+              $17::numeric, $18, false, $19, $4, $6::numeric, $20::jsonb, $7, $3, $21, 1
+         FROM b
+       RETURNING id, end_user_id, created_at, updated_at`,
+      [
+        input.accountId,
+        input.userId,
+        input.idempotencyKey,
+        input.inflightKey,
+        cacheTtlMs / 1000,
+        reserve.toFixed(6),
+        period,
+        WARNING_RATIO,
+        status,
+        input.mediaType,
+        input.prompt,
+        input.negativePrompt,
+        input.model,
+        input.seed,
+        input.priority,
+        JSON.stringify(input.params),
+        input.estimatedCostUsd.toFixed(6),
+        input.estimatedSeconds,
+        input.cacheKey,
+        input.traceContext == null ? null : JSON.stringify(input.traceContext),
+        input.requestHash,
+      ],
+    )) as Array<{ id: string; end_user_id: string; created_at: Date; updated_at: Date }>;
+    const row = rows[0];
+    if (!row) return undefined;
+    const g = this.db.getRepository(GenerationEntity).create({
+      ...input,
+      id: row.id,
+      endUserId: row.end_user_id,
+      status,
+      progress: 0,
+      provider: null,
+      outputs: [],
+      costUsd: null,
+      cached: false,
+      error: null,
+      cacheHit: null,
+      inflightOf: null,
+      quality: null,
+      reservedUsd: Number(reserve.toFixed(6)),
+      traceContext: input.traceContext ?? null,
+      budgetPeriod: period,
+      version: 1,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+      startedAt: null,
+      completedAt: null,
+    });
+    return { generation: toSnapshot(g, []), created: true, served: "QUEUED", alerts: [] };
   }
 
   /**

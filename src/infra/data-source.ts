@@ -44,11 +44,30 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Session settings of every connection. An HNSW scan with a filter (the semantic cache's scope
+ * and expiry) may return fewer rows than asked; an iterative scan keeps going until the LIMIT is
+ * met, in distance order. Set once per connection rather than per query, so that a lookup is
+ * one statement instead of a transaction of four round trips. Only HNSW scans read it.
+ */
+const SESSION_SETTINGS = { "hnsw.iterative_scan": "strict_order" } as const;
+
+/** The URL with the session settings added to its `options` (kept with any it already has). */
+function withSessionSettings(url: string): string {
+  const u = new URL(url);
+  const settings = Object.entries(SESSION_SETTINGS).map(([k, v]) => `-c ${k}=${v}`);
+  u.searchParams.set(
+    "options",
+    [u.searchParams.get("options"), ...settings].filter(Boolean).join(" "),
+  );
+  return u.toString();
+}
+
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   if (opts.url) {
     const dataSource = new DataSource({
       type: "postgres",
-      url: opts.url,
+      url: withSessionSettings(opts.url),
       entities: ENTITIES,
       migrations: MIGRATIONS,
       synchronize: false,
@@ -82,6 +101,9 @@ async function openEmbedded(dataDir: string): Promise<Database> {
   });
   try {
     await dataSource.initialize();
+    // One connection for the life of the process: a session setting stays.
+    for (const [k, v] of Object.entries(SESSION_SETTINGS))
+      await dataSource.query(`SET ${k} = ${v}`);
   } catch (err) {
     unlock();
     throw err;

@@ -50,6 +50,21 @@ export function parseHostPorts(list: string): Array<{ host: string; port: number
   });
 }
 
-export function createRedis(target: string | RedisTarget, name: string): Redis {
-  return new Redis({ ...redisOptions(target), connectionName: name, lazyConnect: false });
+/**
+ * A Redis client. With `pipelined`, commands issued in the same turn of the event loop (a
+ * generation's three PUBLISHes, many requests' rate-limit scripts and cache reads under load)
+ * leave in one write: fewer system calls on both sides, same order, same answers. Not for a
+ * connection that subscribes or blocks.
+ */
+export function createRedis(
+  target: string | RedisTarget,
+  name: string,
+  opts: { pipelined?: boolean } = {},
+): Redis {
+  return new Redis({
+    ...redisOptions(target),
+    connectionName: name,
+    lazyConnect: false,
+    enableAutoPipelining: opts.pipelined ?? false,
+  });
 }

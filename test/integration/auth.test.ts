@@ -329,6 +329,27 @@ describe("authentication and API keys", () => {
       expect(errorCode(after)).toBe("UNAUTHENTICATED");
     });
 
+    it("makes a revoked key UNAUTHENTICATED on another api process too", async () => {
+      // Another replica on the same database and Redis, which has the key in its cache.
+      const other = await startTestServer(env, { worker: false });
+      try {
+        const k = await newKey(acme.key);
+        expect((await gql(other.url, VIEWER, {}, k.key)).data!.viewer.role).toBe("PARTNER");
+        expect((await gql(server.url, REVOKE, { id: k.id }, acme.key)).data!.revokeApiKey).toBe(
+          true,
+        );
+        // The revocation reaches the other process through Redis, well within a second.
+        let code: unknown;
+        for (let i = 0; i < 20 && code !== "UNAUTHENTICATED"; i++) {
+          code = errorCode(await gql(other.url, VIEWER, {}, k.key));
+          if (code !== "UNAUTHENTICATED") await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(code).toBe("UNAUTHENTICATED");
+      } finally {
+        await other.stop();
+      }
+    });
+
     it("refuses a revoked key on a new WebSocket with close code 4403", async () => {
       expect.assertions(1);
       const k = await newKey(acme.key);

@@ -22,6 +22,8 @@ export enum Topic {
   Alerts = "alerts",
   /** key: account id: the alerts about one account (its budgets) */
   AccountAlerts = "account-alerts",
+  /** key: "all": an API key was revoked; every api process forgets it */
+  ApiKeyRevoked = "api-key-revoked",
 }
 
 export type GenerationEventType =
@@ -48,6 +50,7 @@ export interface TopicPayloads {
   [Topic.Catalog]: CatalogChangedPayload;
   [Topic.Alerts]: AlertRow;
   [Topic.AccountAlerts]: AlertRow;
+  [Topic.ApiKeyRevoked]: { keyId: string };
 }
 
 export interface Subscription<T> extends AsyncIterableIterator<T> {

@@ -1,0 +1,647 @@
+/**
+ * Enqueue: `generate` over HTTP at a fixed, open-loop rate, against the trivial-query ceiling
+ * of the same server.
+ *
+ *   npm run bench -- --only=enqueue
+ *   BENCH_ENQUEUE_BASELINE=/elsewhere/dist/src/main.js npm run bench -- --only=enqueue
+ *
+ * The built program runs as two processes, `gengate api` and `gengate worker`, on a fresh
+ * Postgres database and Redis prefix, with the simulated provider. The load generator sends
+ * requests on a fixed schedule whatever the answers (open loop), over keep-alive sockets, and
+ * measures each latency from the time the request was due, so a stalled server shows in the
+ * percentiles instead of slowing the schedule down (no coordinated omission).
+ *
+ * Measured, on the same server in the same run:
+ * - `generate` at ENQUEUE_RATE requests/s (distinct prompts: cache misses; many end users):
+ *   p50 and p99;
+ * - the ceiling: the highest rate of `{ __typename }` (authenticated) whose p99 stays under
+ *   50 ms without errors, stepping the rate up;
+ * - the highest `generate` rate whose p99 stays under 50 ms, stepped the same way.
+ *
+ * With BENCH_ENQUEUE_BASELINE (another build's `dist/src/main.js`), that program is measured
+ * too, each on its own database, interleaved with this one, so a change is compared within one
+ * run on the same noisy machine. BENCH_ENQUEUE_CPU_PROF=<dir> runs the api under `--cpu-prof`.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { Client as PgClient } from "pg";
+
+export interface EnqueueBenchOptions {
+  /** The program measured: the built `dist/src/main.js`. */
+  main: string;
+  redisUrl: string;
+  /** Runs `run` on a fresh Postgres database and data folder, dropped afterwards. */
+  withDatabase: (run: (url: string, dataDir: string) => Promise<void>) => Promise<void>;
+  /** Where the results file goes. @defaultValue bench/results */
+  resultsDir?: string;
+}
+
+const ENQUEUE_RATE = Number(process.env.BENCH_ENQUEUE_RATE ?? 500);
+const MEASURE_SECONDS = Number(process.env.BENCH_ENQUEUE_SECONDS ?? 12);
+const STEP_SECONDS = Number(process.env.BENCH_ENQUEUE_STEP_SECONDS ?? 4);
+const P99_BOUND_MS = 50;
+const USERS = 200;
+const TRIVIAL_RATES = [100, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000, 4000];
+const ENQUEUE_RATES = [25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 800, 1000];
+
+interface Proc {
+  child: ChildProcess;
+  port?: number;
+}
+
+interface Step {
+  rate: number;
+  sent: number;
+  ok: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  /** Requests/s answered successfully over the step. */
+  achieved: number;
+  seconds: number;
+  /** Answered requests' latencies, ms from the time each was due. */
+  latencies: number[];
+  firstError?: string;
+}
+
+interface ProgramResult {
+  label: string;
+  enqueue: Step;
+  ceiling: Step | null;
+  ceilingSteps: Step[];
+  sustained: Step | null;
+  sustainedSteps: Step[];
+  queued: number;
+}
+
+export async function enqueueScenario(opts: EnqueueBenchOptions): Promise<string[]> {
+  const programs: Program[] = [{ label: "this build", main: opts.main }];
+  const baseline = process.env.BENCH_ENQUEUE_BASELINE;
+  if (baseline) programs.unshift({ label: "baseline", main: path.resolve(baseline) });
+  // An experiment, not a setting gengate ships: how much of the latency is the commit's wait
+  // for the WAL flush.
+  if (process.env.BENCH_ENQUEUE_ASYNC_COMMIT) {
+    programs.push({
+      label: "this build, synchronous_commit off (experiment)",
+      main: opts.main,
+      pgOptions: "-c synchronous_commit=off",
+    });
+  }
+  const versions = await serverVersions(opts);
+  // Other work on the machine weighs on every number: say how much there was.
+  const loadAtStart = os.loadavg()[0]!;
+  // Every program's stack (its own database, Redis prefix, api and worker) runs for the
+  // whole scenario and the measurements alternate between them, so a neighbour's load on
+  // this shared machine falls on each program alike.
+  const stacks: Stack[] = [];
+  const lines: string[] = [];
+  const open = (i: number): Promise<void> =>
+    i === programs.length
+      ? measureAll(stacks).then((results) => {
+          for (const line of results.flatMap(describe)) {
+            lines.push(line);
+            console.log(`enqueue: ${line}`);
+          }
+          const file = writeResults(opts.resultsDir ?? defaultResultsDir(opts.main), results, {
+            ...versions,
+            load: [loadAtStart, os.loadavg()[0]!],
+          });
+          lines.push(`written to ${file}`);
+        })
+      : opts.withDatabase(async (databaseUrl, dataDir) => {
+          const stack = await startStack(programs[i]!, { ...opts, databaseUrl, dataDir });
+          stacks.push(stack);
+          try {
+            await open(i + 1);
+          } finally {
+            await stack.stop();
+          }
+        });
+  await open(0);
+  return lines;
+}
+
+interface Program {
+  label: string;
+  main: string;
+  /** Extra Postgres session settings for every connection of the program. */
+  pgOptions?: string;
+}
+
+interface Stack {
+  label: string;
+  generate: () => Promise<string | null>;
+  trivial: () => Promise<string | null>;
+  generations: () => Promise<number>;
+  stop: () => Promise<void>;
+}
+
+async function measureAll(stacks: Stack[]): Promise<ProgramResult[]> {
+  // Warm up, eight at a time: sockets, JIT, and every end user's first request (which
+  // creates its row and the month's ledger).
+  for (const s of stacks) {
+    await closedLoop(s.generate, USERS, 8);
+    await closedLoop(s.trivial, 200, 8);
+  }
+  // The fixed rate, in alternating slices.
+  const slices = 3;
+  const enqueue = new Map<Stack, Step[]>(stacks.map((s) => [s, []]));
+  for (let i = 0; i < slices; i++) {
+    // Each program goes first in turn: the one after inherits the other's worker backlog.
+    for (const s of i % 2 ? [...stacks].reverse() : stacks) {
+      enqueue.get(s)!.push(await openLoop(s.generate, ENQUEUE_RATE, MEASURE_SECONDS / slices));
+      await sleep(500);
+    }
+  }
+  const ceiling = await stepUp(stacks, (s) => s.trivial, TRIVIAL_RATES);
+  const sustained = await stepUp(stacks, (s) => s.generate, ENQUEUE_RATES);
+  const results: ProgramResult[] = [];
+  for (const s of stacks) {
+    results.push({
+      label: s.label,
+      enqueue: merge(enqueue.get(s)!),
+      ceilingSteps: ceiling.get(s)!,
+      ceiling: lastPassing(ceiling.get(s)!),
+      sustainedSteps: sustained.get(s)!,
+      sustained: lastPassing(sustained.get(s)!),
+      queued: await s.generations(),
+    });
+  }
+  return results;
+}
+
+async function startStack(
+  program: Program,
+  opts: EnqueueBenchOptions & { databaseUrl: string; dataDir: string },
+): Promise<Stack> {
+  const databaseUrl = new URL(opts.databaseUrl);
+  if (program.pgOptions) databaseUrl.searchParams.set("options", program.pgOptions);
+  const env: Record<string, string> = {
+    DATABASE_URL: databaseUrl.toString(),
+    REDIS_URL: opts.redisUrl,
+    REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
+    DATA_DIR: opts.dataDir,
+    TOKEN_SECRET: randomBytes(32).toString("hex"),
+    NODE_ENV: "production",
+    LOG_LEVEL: "warn",
+    // The simulated provider in the worker, answering like a fast real one.
+    SIM_LATENCY_MS: "1000",
+    SIM_LATENCY_JITTER: "0.3",
+    SIM_PROGRESS_STEPS: "1",
+    // A partner's backend sending for many users through one key: the per-key limit and the
+    // queue bound are sized for it; budgets never refuse (what is measured is accepting).
+    RATE_LIMIT_PER_SECOND: "100000",
+    RATE_LIMIT_BURST: "100000",
+    MAX_QUEUED_PER_PRIORITY: "10000000",
+    BUDGET_FREE_USD: "1000000",
+    BUDGET_PRO_USD: "1000000",
+    BUDGET_ENTERPRISE_USD: "1000000",
+    METRICS_PORT: "off",
+  };
+  const key = await run(program.main, ["create-key", "--role", "admin"], env);
+  const profDir = process.env.BENCH_ENQUEUE_CPU_PROF;
+  const api = await start(
+    program.main,
+    "api",
+    env,
+    profDir
+      ? [
+          "--cpu-prof",
+          `--cpu-prof-dir=${path.resolve(profDir, program.label.replace(/\W+/g, "-"))}`,
+        ]
+      : [],
+  );
+  const worker = await start(program.main, "worker", env);
+  const url = `http://127.0.0.1:${api.port}/graphql`;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const stopStack = async () => {
+    agent.destroy();
+    await stop(worker);
+    await stop(api);
+  };
+  try {
+    const partner = (
+      await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)
+    ).createAccount.apiKey.key as string;
+    const tag = randomBytes(4).toString("hex");
+    let n = 0;
+    const generateBody = () => {
+      const i = n++;
+      return JSON.stringify({
+        query: `mutation($input: GenerateInput!) { generate(input: $input) { id status } }`,
+        variables: {
+          input: {
+            userId: `user-${i % USERS}`,
+            mediaType: "IMAGE",
+            // Distinct prompts (and so distinct cache keys): every request is a miss.
+            prompt: `a lighthouse on a cliff at dusk, study ${tag} number ${i}`,
+            // Small images: the worker renders and checks each one on the same two cores, and
+            // what is measured is accepting the request, not making the picture.
+            width: 64,
+            height: 64,
+          },
+        },
+      });
+    };
+    const trivialBody = JSON.stringify({ query: "{ __typename }" });
+    return {
+      label: program.label,
+      generate: () => post(agent, url, partner, generateBody(), (b) => b.data?.generate?.id),
+      trivial: () => post(agent, url, partner, trivialBody, (b) => b.data?.__typename),
+      generations: () => countGenerations(opts.databaseUrl),
+      stop: stopStack,
+    };
+  } catch (err) {
+    await stopStack();
+    throw err;
+  }
+}
+
+function merge(slices: Step[]): Step {
+  const all = slices.flatMap((s) => s.latencies);
+  const sent = slices.reduce((n, s) => n + s.sent, 0);
+  const errors = slices.reduce((n, s) => n + s.errors, 0);
+  return summarize(
+    slices[0]!.rate,
+    sent,
+    all,
+    errors,
+    slices.find((s) => s.firstError)?.firstError,
+    slices.reduce((n, s) => n + s.seconds, 0),
+  );
+}
+
+/**
+ * Steps the rate up, each rate on every stack in turn, until a stack misses the bound (p99
+ * over 50 ms, or any error); that stack then stops climbing.
+ */
+async function stepUp(
+  stacks: Stack[],
+  sender: (s: Stack) => () => Promise<string | null>,
+  rates: number[],
+): Promise<Map<Stack, Step[]>> {
+  const steps = new Map<Stack, Step[]>(stacks.map((s) => [s, []]));
+  let climbing = [...stacks];
+  for (const [i, rate] of rates.entries()) {
+    for (const s of i % 2 ? [...climbing].reverse() : climbing) {
+      steps.get(s)!.push(await openLoop(sender(s), rate, STEP_SECONDS));
+      // Let the step's tail (and the worker's backlog of Postgres writes) settle.
+      await sleep(1000);
+    }
+    climbing = climbing.filter((s) => passes(steps.get(s)!.at(-1)!));
+    if (climbing.length === 0) break;
+  }
+  return steps;
+}
+
+const passes = (s: Step) => s.errors === 0 && s.p99 < P99_BOUND_MS;
+
+function lastPassing(steps: Step[]): Step | null {
+  return steps.filter(passes).pop() ?? null;
+}
+
+/**
+ * Sends `rate` requests per second for `seconds`, each at its due time whatever the answers
+ * to earlier ones; latency counts from the due time.
+ */
+async function openLoop(
+  send: () => Promise<string | null>,
+  rate: number,
+  seconds: number,
+): Promise<Step> {
+  const total = Math.round(rate * seconds);
+  const interval = 1000 / rate;
+  // More than this many unanswered at once is a second of backlog: the server is not keeping
+  // up, and sending on would only bury the next measurement under this one's queue.
+  const maxOutstanding = Math.max(100, rate);
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  let outstanding = 0;
+  const pending: Array<Promise<void>> = [];
+  const began = performance.now();
+  let sent = 0;
+  let overloaded = false;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && began + sent * interval <= now) {
+        if (outstanding >= maxOutstanding) {
+          overloaded = true;
+          return resolve();
+        }
+        const scheduled = began + sent * interval;
+        sent++;
+        outstanding++;
+        pending.push(
+          send()
+            .then(
+              () => void latencies.push(performance.now() - scheduled),
+              (err: unknown) => {
+                errors++;
+                firstError ??= err instanceof Error ? err.message : String(err);
+              },
+            )
+            .finally(() => outstanding--),
+        );
+      }
+      if (sent >= total) return resolve();
+      // A 1 ms timer, not a busy loop: the load generator shares the two cores with the server.
+      // Requests due within the same millisecond leave together, each timed from its due time.
+      setTimeout(tick, 1);
+    };
+    tick();
+  });
+  const elapsed = (performance.now() - began) / 1000;
+  // Everything sent is answered before the next measurement starts.
+  await Promise.all(pending);
+  if (overloaded) {
+    errors += total - sent;
+    firstError ??= `overloaded: ${maxOutstanding} requests unanswered after ${elapsed.toFixed(1)} s; ${total - sent} not sent`;
+  }
+  return summarize(rate, total, latencies, errors, firstError, Math.max(elapsed, seconds));
+}
+
+async function closedLoop(
+  send: () => Promise<string | null>,
+  n: number,
+  concurrency: number,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < n) await send();
+    }),
+  );
+}
+
+function summarize(
+  rate: number,
+  sent: number,
+  latencies: number[],
+  errors: number,
+  firstError: string | undefined,
+  seconds: number,
+): Step {
+  // Failed and unanswered requests rank as the slowest of all: they cannot make a
+  // percentile look better by dropping out of it.
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const at = (q: number) => {
+    const i = Math.floor(q * sent);
+    return i < sorted.length ? round(sorted[i]!) : Infinity;
+  };
+  return {
+    rate,
+    sent,
+    ok: latencies.length,
+    errors,
+    p50: at(0.5),
+    p99: at(0.99),
+    achieved: Math.round(latencies.length / seconds),
+    seconds,
+    latencies,
+    firstError,
+  };
+}
+
+function post(
+  agent: http.Agent,
+  url: string,
+  key: string,
+  body: string,
+  check: (b: { data?: any; errors?: unknown }) => unknown,
+): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: "POST",
+        agent,
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          authorization: `Bearer ${key}`,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            const parsed = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+              data?: any;
+              errors?: unknown;
+            };
+            if (parsed.errors || !check(parsed)) {
+              return reject(new Error(`HTTP ${res.statusCode}: ${JSON.stringify(parsed)}`));
+            }
+            resolve(null);
+          } catch (err) {
+            reject(err as Error);
+          }
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function describe(r: ProgramResult): string[] {
+  const ratio =
+    r.ceiling && r.sustained ? `${Math.round((100 * r.sustained.rate) / r.ceiling.rate)}%` : "n/a";
+  return [
+    `${r.label}: generate at ${r.enqueue.rate}/s for ${MEASURE_SECONDS} s: p50 ${r.enqueue.p50} ms  p99 ${r.enqueue.p99} ms  (${r.enqueue.ok} ok, ${r.enqueue.errors} errors${r.enqueue.firstError ? `: ${r.enqueue.firstError.slice(0, 200)}` : ""})`,
+    `${r.label}: trivial-query ceiling ${r.ceiling?.rate ?? 0}/s (${stepsText(r.ceilingSteps)})`,
+    `${r.label}: highest generate rate with p99 < ${P99_BOUND_MS} ms ${r.sustained?.rate ?? 0}/s (${stepsText(r.sustainedSteps)}) = ${ratio} of the ceiling`,
+  ];
+}
+
+function stepsText(steps: Step[]): string {
+  return steps
+    .map((s) => `${s.rate}/s p50 ${s.p50} p99 ${s.p99}${s.errors ? ` ${s.errors} err` : ""}`)
+    .join("; ");
+}
+
+function writeResults(
+  dir: string,
+  results: ProgramResult[],
+  versions: { postgres: string; redis: string; load: [number, number] },
+): string {
+  const cpus = os.cpus();
+  const date = new Date().toISOString().slice(0, 10);
+  // A run at another fixed rate is kept beside the one at the rate the goals name.
+  const file = path.join(
+    dir,
+    `${date}-enqueue${ENQUEUE_RATE === 500 ? "" : `-${ENQUEUE_RATE}rps`}.md`,
+  );
+  const row = (r: ProgramResult) => {
+    const ratio =
+      r.ceiling && r.sustained ? `${Math.round((100 * r.sustained.rate) / r.ceiling.rate)}%` : "–";
+    return `| ${r.label} | ${r.enqueue.p50} | ${r.enqueue.p99} | ${r.enqueue.errors} | ${r.ceiling?.rate ?? 0} | ${r.sustained?.rate ?? 0} | ${ratio} |`;
+  };
+  const steps = results.flatMap((r) => [
+    `- ${r.label}, \`{ __typename }\`: ${stepsText(r.ceilingSteps)}`,
+    `- ${r.label}, \`generate\`: ${stepsText(r.sustainedSteps)}`,
+  ]);
+  const text = `# Enqueue: \`generate\` at a fixed rate, against the trivial-query ceiling
+
+\`npm run bench -- --only=enqueue\`, ${new Date().toISOString()}. Written by the run.
+
+Machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB,
+${os.type()} ${os.release()}; Node ${process.version}; ${versions.postgres}; Redis ${versions.redis}.
+Load average (1 min) ${versions.load[0].toFixed(1)} when the run started, ${versions.load[1].toFixed(1)} when it ended.
+Everything on this one box: \`gengate api\` and \`gengate worker\` (separate processes, the
+simulated provider in the worker, 1 s latency), Postgres, Redis and the load generator.
+
+The load generator is open-loop: requests leave on a fixed schedule over keep-alive sockets,
+and each latency counts from the time the request was due. \`generate\` requests are cache
+misses (distinct prompts) for ${USERS} end users of one partner key, 64×64 images; each is
+stored QUEUED, its budget reserved, and put on the queue. The ceiling is the highest rate of
+\`{ __typename }\` (with the same key, so authentication included) whose p99 stays under
+${P99_BOUND_MS} ms without errors, stepped up ${STEP_SECONDS} s per rate; the highest enqueue rate is stepped the same
+way. Goals: p99 < 10 ms at 500/s; the highest enqueue rate ≥ 40% of the ceiling.
+
+| program | generate p50 at ${ENQUEUE_RATE}/s (ms) | p99 (ms) | errors | ceiling, \`{ __typename }\` (req/s) | highest generate rate with p99 < ${P99_BOUND_MS} ms (req/s) | ratio to ceiling |
+|---|---|---|---|---|---|---|
+${results.map(row).join("\n")}
+
+Steps (rate: p50 and p99 in ms):
+${steps.join("\n")}
+
+Generations stored by the end of each run: ${results.map((r) => `${r.label} ${r.queued}`).join(", ")}.
+`;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+function defaultResultsDir(main: string): string {
+  // dist/src/main.js → <repo>/bench/results
+  return path.resolve(path.dirname(main), "../../bench/results");
+}
+
+async function serverVersions(opts: EnqueueBenchOptions): Promise<{
+  postgres: string;
+  redis: string;
+}> {
+  let postgres = "Postgres (version unknown)";
+  await opts.withDatabase(async (url) => {
+    const pg = new PgClient({ connectionString: url });
+    await pg.connect();
+    try {
+      const [pgv] = (await pg.query(`SELECT version() AS v`)).rows as Array<{ v: string }>;
+      const [vec] = (
+        await pg.query(
+          `SELECT default_version AS v FROM pg_available_extensions WHERE name = 'vector'`,
+        )
+      ).rows as Array<{ v: string }>;
+      postgres = `${pgv!.v.split(" on ")[0]}${vec ? ` (pgvector ${vec.v})` : ""}`;
+    } finally {
+      await pg.end();
+    }
+  });
+  let redis = "unknown";
+  try {
+    const u = new URL(opts.redisUrl);
+    const info = execFileSync(
+      "redis-cli",
+      ["-h", u.hostname, "-p", u.port || "6379", "INFO", "server"],
+      {
+        encoding: "utf8",
+      },
+    );
+    redis = /redis_version:(\S+)/.exec(info)?.[1] ?? redis;
+  } catch {
+    // redis-cli missing: the version stays unknown
+  }
+  return { postgres, redis };
+}
+
+async function countGenerations(databaseUrl: string): Promise<number> {
+  const pg = new PgClient({ connectionString: databaseUrl });
+  await pg.connect();
+  try {
+    const { rows } = await pg.query(`SELECT count(*)::int AS n FROM generations`);
+    return (rows[0] as { n: number }).n;
+  } finally {
+    await pg.end();
+  }
+}
+
+function start(
+  main: string,
+  role: string,
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Promise<Proc> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...nodeArgs, main, role], {
+      env: { ...process.env, ...env, LOG_LEVEL: "info", PORT: "0", HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const rl = readline.createInterface({ input: child.stdout! });
+    let ready = false;
+    rl.on("line", (line) => {
+      try {
+        const msg = JSON.parse(line) as { msg?: string; port?: number; level?: number };
+        if (!ready && msg.msg === "api listening") {
+          ready = true;
+          resolve({ child, port: msg.port });
+        }
+        if (!ready && msg.msg === "worker consuming" && role === "worker") {
+          ready = true;
+          resolve({ child });
+        }
+        // After start, only warnings and errors are worth showing.
+        if (ready && (msg.level ?? 0) >= 40) console.error(`${role}: ${line.slice(0, 500)}`);
+      } catch {
+        // not a log line
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)));
+  });
+}
+
+function stop(p: Proc): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.child.exitCode !== null) return resolve();
+    p.child.once("exit", () => resolve());
+    p.child.kill("SIGTERM");
+  });
+}
+
+function run(main: string, args: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.once("exit", (code) =>
+      code === 0 ? resolve(out.trim()) : reject(new Error(`${args[0]} exited with ${code}`)),
+    );
+  });
+}
+
+async function gql(url: string, key: string, query: string) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query }),
+  });
+  const body = (await res.json()) as { data?: any; errors?: unknown };
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+const round = (v: number) => Math.round(v * 10) / 10;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
