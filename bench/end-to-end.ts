@@ -203,7 +203,7 @@ them, from the first add to the last completion.`,
         ],
         notes: [
           `Each generation is two queue steps (submit, then the status check ${"`POLL_MIN_MS`"} later), so the ceiling for a gengate generation is half the raw job rate before any of gengate's own work.`,
-          `${runs.length - ok.length} generations did not succeed.`,
+          `${runs.length - ok.length} of ${N} did not reach SUCCEEDED on their subscription: ${outcomes(runs)}.`,
         ],
         headline: `${rate.toFixed(0)} generations/s, p99 ${ms(total.p99)} (worker alone ${drainRate.toFixed(0)}/s); raw BullMQ ${ceiling.toFixed(0)} jobs/s: ${pct(rate, ceiling)}`,
         goal: "≥ 1,000/s and ≥ 15% of raw BullMQ",
@@ -245,4 +245,11 @@ export async function rawBullMq(redisUrl: string, concurrency: number, jobs: num
   await queue.close();
   await deleteKeys(redisUrl, `${prefix}*`);
   return rate;
+}
+
+/** How the subscriptions ended, by final status ("COMPLETE": completed with none). */
+function outcomes(runs: Array<{ status: string }>): string {
+  const by = new Map<string, number>();
+  for (const r of runs) by.set(r.status, (by.get(r.status) ?? 0) + 1);
+  return [...by].map(([s, n]) => `${n} ${s}`).join(", ");
 }

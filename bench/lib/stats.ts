@@ -32,8 +32,8 @@ export function summarize(samples: readonly number[]): Summary {
 /** Milliseconds, to a precision that suits their size. */
 export function ms(v: number): string {
   if (!Number.isFinite(v)) return "n/a";
-  if (v < 10) return `${v.toFixed(2)} ms`;
-  if (v < 100) return `${v.toFixed(1)} ms`;
+  if (Math.abs(v) < 10) return `${v.toFixed(2)} ms`;
+  if (Math.abs(v) < 100) return `${v.toFixed(1)} ms`;
   return `${Math.round(v)} ms`;
 }
 
