@@ -4,55 +4,55 @@
  *
  *   npm run bench -- --only=cache
  *
- * gengate runs in this process (api and worker, Postgres + Redis, the simulated provider
- * answering at once), so "server-side" is the time of `GenerationService.generate` itself:
- * what a request costs once GraphQL has parsed it. The HTTP figures add GraphQL, express and
- * the client, on the same two cores.
+ * The worker is a `gengate worker` process of its own. The api runs twice: in this process
+ * (api role only), so that "server-side" is the time of `GenerationService.generate` itself,
+ * what a request costs once GraphQL has parsed it; and as a `gengate api` process, for the
+ * figures over HTTP (GraphQL, express and the client added). Postgres + Redis, the simulated
+ * provider answering at once.
  */
-import { randomBytes } from "node:crypto";
 import type { Viewer } from "../src/auth/viewer";
 import { createApp, type App } from "../src/app/app";
 import { createLogger } from "../src/common/logger";
 import { loadConfig } from "../src/config";
-import { buildGraphQLSchema } from "../src/graphql/schema";
-import { startHttpServer } from "../src/http/server";
 import type { GenerationSnapshot } from "../src/generation/generation.events";
 import { CACHE_PROMPTS, replaySequence, type ReplayRequest } from "./data/cache-prompts";
+import { adminKey, gql } from "./lib/graphql";
+import { withInfra } from "./lib/infra";
+import { startGengate, stopGengate, type GengateProcess } from "./lib/processes";
+import type { Measure, Scenario } from "./lib/scenario";
 
-export interface CacheBenchOptions {
-  databaseUrl: string;
-  redisUrl: string;
-  dataDir: string;
-  requests: number;
-}
+const REQUESTS = Number(process.env.BENCH_CACHE_REQUESTS ?? 1000);
 
 type Outcome = "MISS" | "EXACT" | "SEMANTIC" | "INFLIGHT";
 
 const MODEL = { IMAGE: "sim-image-fast", VIDEO: "sim-video", AUDIO: "sim-audio" } as const;
 const OTHER_MODEL = { IMAGE: "sim-image-standard", VIDEO: null, AUDIO: null } as const;
 
-export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> {
-  const config = loadConfig({
-    DATABASE_URL: opts.databaseUrl,
-    REDIS_URL: opts.redisUrl,
-    REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
-    DATA_DIR: opts.dataDir,
-    TOKEN_SECRET: randomBytes(32).toString("hex"),
-    LOG_LEVEL: "warn",
-    SIM_LATENCY_MS: "0",
-    SIM_LATENCY_JITTER: "0",
-    SIM_PROGRESS_STEPS: "1",
-    POLL_MIN_MS: "10",
-    POLL_MAX_MS: "100",
-    RATE_LIMIT_PER_SECOND: "100000",
-    RATE_LIMIT_BURST: "100000",
-    PORT: "0",
-    HOST: "127.0.0.1",
+export const cacheScenario: Scenario = (ctx) =>
+  withInfra(ctx, async (infra) => {
+    const env = infra.env;
+    await adminKey(env); // migrates the fresh database before three processes open it
+    const [worker, api] = await Promise.all([
+      startGengate(ctx, "worker", env),
+      startGengate(ctx, "api", env),
+    ]);
+    try {
+      ctx.log(`replay of ${REQUESTS} requests, labelled pairs, hit latency`);
+      return await measure(env, api, REQUESTS);
+    } finally {
+      await Promise.all([stopGengate(api), stopGengate(worker)]);
+    }
   });
-  const app = await createApp(config, { api: true, worker: true }, createLogger("warn"));
-  const http = await startHttpServer(app, await buildGraphQLSchema());
-  const url = `http://127.0.0.1:${http.port}`;
-  const lines: string[] = [];
+
+async function measure(
+  env: Record<string, string>,
+  api: GengateProcess,
+  requests: number,
+): Promise<Awaited<ReturnType<Scenario>>> {
+  const config = loadConfig(env);
+  const app = await createApp(config, { api: true, worker: false }, createLogger("warn"));
+  const url = api.url!;
+  const rows: Measure[] = [];
   try {
     const { key } = await app.services.auth.createAccount(
       { role: "ADMIN", accountId: "", canGenerate: true },
@@ -69,7 +69,7 @@ export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> 
 
     // 1. Replay: requests in order, each paid request finished before the next, so what can
     // hit does (a real client population is slower than a zero-latency provider).
-    const replay = replaySequence({ seed: 7, requests: opts.requests });
+    const replay = replaySequence({ seed: 7, requests });
     const groupOf = new Map<string, string>();
     const counts: Record<Outcome, number> = { MISS: 0, EXACT: 0, SEMANTIC: 0, INFLIGHT: 0 };
     let wrong = 0;
@@ -89,10 +89,16 @@ export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> 
     }
     const hits = counts.EXACT + counts.SEMANTIC + counts.INFLIGHT;
     const pct = (n: number, of: number) => `${of ? ((100 * n) / of).toFixed(1) : "0.0"}%`;
-    lines.push(
-      `replay: ${replay.length} requests over ${CACHE_PROMPTS.length} prompts (Zipf 1.1): hit rate ${pct(hits, replay.length)} ` +
-        `(exact ${pct(counts.EXACT, replay.length)}, semantic ${pct(counts.SEMANTIC, replay.length)}, in flight ${pct(counts.INFLIGHT, replay.length)}); ` +
-        `wrong hits ${wrong} of ${hits}${wrongExamples.length ? `: ${wrongExamples.join("; ")}` : ""}`,
+    rows.push(
+      {
+        measure: `replay, ${replay.length} requests over ${CACHE_PROMPTS.length} prompts, Zipf 1.1 popularity`,
+        result: `${pct(hits, replay.length)} hits: exact ${pct(counts.EXACT, replay.length)}, semantic ${pct(counts.SEMANTIC, replay.length)}, in flight ${pct(counts.INFLIGHT, replay.length)}`,
+      },
+      {
+        measure: "wrong hits in the replay (answer from another prompt group)",
+        result: `${wrong} of ${hits}${wrongExamples.length ? `: ${wrongExamples.join("; ")}` : ""}`,
+        goal: "0",
+      },
     );
 
     // 2. Labelled pairs, each in a scope of its own (its own size): the base paid, then the
@@ -111,11 +117,12 @@ export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> 
         byKind.set(v.kind, k);
       }
     }
-    lines.push(
-      `labelled pairs: ${[...byKind]
-        .map(([kind, k]) => `${kind} ${k.hits}/${k.pairs} hit`)
-        .join(", ")} (near-duplicate hits are false hits)`,
-    );
+    const falseHits = byKind.get("near-duplicate")?.hits ?? 0;
+    rows.push({
+      measure: "labelled pairs (near-duplicate hits are false hits)",
+      result: [...byKind].map(([kind, k]) => `${kind} ${k.hits}/${k.pairs} hit`).join(", "),
+      goal: "0 near-duplicate hits",
+    });
 
     // 3. Never across models or sizes: every base prompt again, with another model or size.
     let crossed = 0;
@@ -131,7 +138,11 @@ export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> 
         if (outcomeOf(g) !== "MISS") crossed++;
       }
     }
-    lines.push(`across models and sizes: ${crossed} hits of ${tried} requests (must be 0)`);
+    rows.push({
+      measure: "same prompts with another model or size",
+      result: `${crossed} hits of ${tried}`,
+      goal: "0",
+    });
 
     // 4. Latency of hits: server-side (the service call) and over HTTP, one client.
     const exactInputs: Array<Record<string, unknown>> = [];
@@ -165,23 +176,35 @@ export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> 
       "MISS",
     );
     const overHttp = (input: Record<string, unknown>) =>
-      fetch(`${url}/graphql`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-        body: JSON.stringify({
-          query: `mutation($input: GenerateInput!) { generate(input: $input) { id cached cacheHit { kind } } }`,
-          variables: { input: { userId: "bench", ...input } },
-        }),
-      }).then((res) => res.json());
+      gql(
+        url,
+        key,
+        `mutation($input: GenerateInput!) { generate(input: $input) { id cached cacheHit { kind } } }`,
+        { input: { userId: "bench", ...input } },
+      );
     const exactHttp = await timedPlain(n, (i) => overHttp(exactInputs[i % exactInputs.length]!));
     const semanticHttp = await timedPlain(n, (i) =>
       overHttp(semanticInputs[i % semanticInputs.length]!),
     );
-    lines.push(
-      `exact hit, server-side: p50 ${exactServer.p50} ms  p99 ${exactServer.p99} ms (${n} requests)`,
-      `semantic hit, server-side: p50 ${semanticServer.p50} ms  p99 ${semanticServer.p99} ms (${n} requests over ${semanticInputs.length} paraphrases)`,
-      `miss (queued), server-side: p50 ${missServer.p50} ms  p99 ${missServer.p99} ms (200 requests)`,
-      `exact hit over HTTP: p50 ${exactHttp.p50} ms  p99 ${exactHttp.p99} ms; semantic hit over HTTP: p50 ${semanticHttp.p50} ms  p99 ${semanticHttp.p99} ms`,
+    rows.push(
+      {
+        measure: `exact hit, server-side (${n} requests)`,
+        result: `p50 ${exactServer.p50} ms, p99 ${exactServer.p99} ms`,
+        goal: "p99 < 5 ms",
+      },
+      {
+        measure: `semantic hit, server-side (${n} requests over ${semanticInputs.length} paraphrases)`,
+        result: `p50 ${semanticServer.p50} ms, p99 ${semanticServer.p99} ms`,
+        goal: "p99 < 20 ms",
+      },
+      {
+        measure: "miss (queued), server-side (200 requests)",
+        result: `p50 ${missServer.p50} ms, p99 ${missServer.p99} ms`,
+      },
+      {
+        measure: "exact hit over HTTP / semantic hit over HTTP (`gengate api`)",
+        result: `p50 ${exactHttp.p50} / ${semanticHttp.p50} ms, p99 ${exactHttp.p99} / ${semanticHttp.p99} ms`,
+      },
     );
     // 5. In flight: 50 identical requests at once while the provider takes half a second.
     const burst = await Promise.all(
@@ -198,18 +221,45 @@ export async function cacheScenario(opts: CacheBenchOptions): Promise<string[]> 
       [burst.map((g) => g.id)],
     )) as [{ paid: number }];
     const attached = burst.filter((g) => outcomeOf(g) === "INFLIGHT").length;
-    lines.push(
-      `in flight: 50 identical concurrent requests, ${attached} attached, provider paid ${paid} time(s)`,
-    );
+    rows.push({
+      measure: "in flight: 50 identical concurrent requests, 500 ms provider",
+      result: `${attached} attached, provider paid ${paid} time(s)`,
+      goal: "paid once",
+    });
     const [{ n: entries }] = (await app.db.dataSource.query(
       `SELECT count(*)::int AS n FROM semantic_cache_entries`,
     )) as [{ n: number }];
-    lines.push(`semantic cache entries at the end: ${entries}`);
+    const met =
+      wrong === 0 &&
+      falseHits === 0 &&
+      crossed === 0 &&
+      exactServer.p99 < 5 &&
+      semanticServer.p99 < 20 &&
+      paid === 1;
+    return {
+      title: "Cache: hit rate on realistic traffic, wrong hits, hit latency",
+      setup: `
+A \`gengate worker\` process and a \`gengate api\` process on Postgres + Redis (pgvector, the local
+lexical embedder, threshold 0.85), the simulated provider answering at once. "Server-side" is
+the time of \`GenerationService.generate\` in an api built in the bench process (api role only,
+the same configuration): what a request costs once GraphQL has parsed it. "Over HTTP" is the
+\`gengate api\` process, one request at a time, GraphQL, express and the client added. The prompt
+set is \`bench/data/cache-prompts.ts\`: ${CACHE_PROMPTS.length} base prompts with labelled exact
+repeats, paraphrases, synonyms and near-duplicates. The replay waits for each paid generation
+before the next request, so what can hit does.`,
+      rows,
+      notes: [
+        `Semantic cache entries at the end: ${entries}.`,
+        "The exact hit is a Redis GET, the Redis rate-limit script and one Postgres statement (source check, generation row and usage row together, committed without waiting for the WAL flush).",
+        "Synonyms never hit: the lexical embedder compares words, not meanings; an OpenAI-compatible embedding model (`EMBEDDINGS_URL`) is the answer where that matters.",
+      ],
+      headline: `exact hit p50 ${exactServer.p50} ms, p99 ${exactServer.p99} ms; semantic p99 ${semanticServer.p99} ms (server-side; over HTTP p99 ${exactHttp.p99} / ${semanticHttp.p99} ms); ${pct(hits, replay.length)} hits on the replay, ${wrong + falseHits + crossed} wrong`,
+      goal: "exact p99 < 5 ms, semantic p99 < 20 ms, 0 wrong hits",
+      met,
+    };
   } finally {
-    await http.close();
     await app.stop();
   }
-  return lines;
 
   async function timed(
     count: number,

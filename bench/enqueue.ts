@@ -24,13 +24,12 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { execFileSync } from "node:child_process";
-import fs from "node:fs";
 import http from "node:http";
-import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { Client as PgClient } from "pg";
+import { withInfra } from "./lib/infra";
+import type { Scenario, ScenarioReport } from "./lib/scenario";
 
 export interface EnqueueBenchOptions {
   /** The program measured: the built `dist/src/main.js`. */
@@ -38,8 +37,6 @@ export interface EnqueueBenchOptions {
   redisUrl: string;
   /** Runs `run` on a fresh Postgres database and data folder, dropped afterwards. */
   withDatabase: (run: (url: string, dataDir: string) => Promise<void>) => Promise<void>;
-  /** Where the results file goes. @defaultValue bench/results */
-  resultsDir?: string;
 }
 
 const ENQUEUE_RATE = Number(process.env.BENCH_ENQUEUE_RATE ?? 500);
@@ -80,7 +77,21 @@ interface ProgramResult {
   queued: number;
 }
 
-export async function enqueueScenario(opts: EnqueueBenchOptions): Promise<string[]> {
+/** The scenario as `npm run bench` runs it: this build, on a fresh database per program. */
+export const enqueueScenario: Scenario = async (ctx) => {
+  const main = path.resolve(__dirname, "../src/main.js");
+  const results = await runEnqueue({
+    main,
+    redisUrl: ctx.redisUrl,
+    withDatabase: (run) => withInfra(ctx, (infra) => run(infra.databaseUrl, infra.dataDir)),
+    log: ctx.log,
+  });
+  return report(results);
+};
+
+export async function runEnqueue(
+  opts: EnqueueBenchOptions & { log: (line: string) => void },
+): Promise<ProgramResult[]> {
   const programs: Program[] = [{ label: "this build", main: opts.main }];
   const baseline = process.env.BENCH_ENQUEUE_BASELINE;
   if (baseline) programs.unshift({ label: "baseline", main: path.resolve(baseline) });
@@ -93,26 +104,16 @@ export async function enqueueScenario(opts: EnqueueBenchOptions): Promise<string
       pgOptions: "-c synchronous_commit=off",
     });
   }
-  const versions = await serverVersions(opts);
-  // Other work on the machine weighs on every number: say how much there was.
-  const loadAtStart = os.loadavg()[0]!;
   // Every program's stack (its own database, Redis prefix, api and worker) runs for the
   // whole scenario and the measurements alternate between them, so a neighbour's load on
   // this shared machine falls on each program alike.
   const stacks: Stack[] = [];
-  const lines: string[] = [];
+  let results: ProgramResult[] = [];
   const open = (i: number): Promise<void> =>
     i === programs.length
-      ? measureAll(stacks).then((results) => {
-          for (const line of results.flatMap(describe)) {
-            lines.push(line);
-            console.log(`enqueue: ${line}`);
-          }
-          const file = writeResults(opts.resultsDir ?? defaultResultsDir(opts.main), results, {
-            ...versions,
-            load: [loadAtStart, os.loadavg()[0]!],
-          });
-          lines.push(`written to ${file}`);
+      ? measureAll(stacks).then((r) => {
+          results = r;
+          for (const line of r.flatMap(describe)) opts.log(line);
         })
       : opts.withDatabase(async (databaseUrl, dataDir) => {
           const stack = await startStack(programs[i]!, { ...opts, databaseUrl, dataDir });
@@ -124,7 +125,7 @@ export async function enqueueScenario(opts: EnqueueBenchOptions): Promise<string
           }
         });
   await open(0);
-  return lines;
+  return results;
 }
 
 interface Program {
@@ -470,99 +471,61 @@ function stepsText(steps: Step[]): string {
     .join("; ");
 }
 
-function writeResults(
-  dir: string,
-  results: ProgramResult[],
-  versions: { postgres: string; redis: string; load: [number, number] },
-): string {
-  const cpus = os.cpus();
-  const date = new Date().toISOString().slice(0, 10);
-  // A run at another fixed rate is kept beside the one at the rate the goals name.
-  const file = path.join(
-    dir,
-    `${date}-enqueue${ENQUEUE_RATE === 500 ? "" : `-${ENQUEUE_RATE}rps`}.md`,
-  );
-  const row = (r: ProgramResult) => {
-    const ratio =
-      r.ceiling && r.sustained ? `${Math.round((100 * r.sustained.rate) / r.ceiling.rate)}%` : "–";
-    return `| ${r.label} | ${r.enqueue.p50} | ${r.enqueue.p99} | ${r.enqueue.errors} | ${r.ceiling?.rate ?? 0} | ${r.sustained?.rate ?? 0} | ${ratio} |`;
-  };
-  const steps = results.flatMap((r) => [
-    `- ${r.label}, \`{ __typename }\`: ${stepsText(r.ceilingSteps)}`,
-    `- ${r.label}, \`generate\`: ${stepsText(r.sustainedSteps)}`,
-  ]);
-  const text = `# Enqueue: \`generate\` at a fixed rate, against the trivial-query ceiling
+function ratioOf(r: ProgramResult): string {
+  return r.ceiling && r.sustained
+    ? `${Math.round((100 * r.sustained.rate) / r.ceiling.rate)}%`
+    : "n/a";
+}
 
-\`npm run bench -- --only=enqueue\`, ${new Date().toISOString()}. Written by the run.
-
-Machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB,
-${os.type()} ${os.release()}; Node ${process.version}; ${versions.postgres}; Redis ${versions.redis}.
-Load average (1 min) ${versions.load[0].toFixed(1)} when the run started, ${versions.load[1].toFixed(1)} when it ended.
-Everything on this one box: \`gengate api\` and \`gengate worker\` (separate processes, the
-simulated provider in the worker, 1 s latency), Postgres, Redis and the load generator.
-
+function report(results: ProgramResult[]): ScenarioReport {
+  const mine = results.find((r) => r.label === "this build")!;
+  const rows = results.flatMap((r) => {
+    const who = results.length > 1 ? `${r.label}: ` : "";
+    return [
+      {
+        measure: `${who}\`generate\` at ${r.enqueue.rate}/s for ${MEASURE_SECONDS} s, open loop`,
+        result: `p50 ${r.enqueue.p50} ms, p99 ${r.enqueue.p99} ms (${r.enqueue.ok} ok, ${r.enqueue.errors} errors)`,
+        goal: "p99 < 10 ms",
+      },
+      {
+        measure: `${who}ceiling: highest \`{ __typename }\` rate with p99 < ${P99_BOUND_MS} ms`,
+        result: `${r.ceiling?.rate ?? 0}/s`,
+      },
+      {
+        measure: `${who}highest \`generate\` rate with p99 < ${P99_BOUND_MS} ms`,
+        result: `${r.sustained?.rate ?? 0}/s = ${ratioOf(r)} of the ceiling`,
+        goal: "≥ 40% of the ceiling",
+      },
+    ];
+  });
+  const met =
+    mine.enqueue.p99 < 10 &&
+    mine.ceiling !== null &&
+    mine.sustained !== null &&
+    mine.sustained.rate >= 0.4 * mine.ceiling.rate;
+  return {
+    title: "Enqueue: `generate` at a fixed rate, against the trivial-query ceiling",
+    setup: `Everything on this one box: \`gengate api\` and \`gengate worker\` (separate processes,
+the simulated provider in the worker, 1 s latency), Postgres, Redis and the load generator.
 The load generator is open-loop: requests leave on a fixed schedule over keep-alive sockets,
 and each latency counts from the time the request was due. \`generate\` requests are cache
 misses (distinct prompts) for ${USERS} end users of one partner key, 64×64 images; each is
 stored QUEUED, its budget reserved, and put on the queue. The ceiling is the highest rate of
 \`{ __typename }\` (with the same key, so authentication included) whose p99 stays under
-${P99_BOUND_MS} ms without errors, stepped up ${STEP_SECONDS} s per rate; the highest enqueue rate is stepped the same
-way. Goals: p99 < 10 ms at 500/s; the highest enqueue rate ≥ 40% of the ceiling.
-
-| program | generate p50 at ${ENQUEUE_RATE}/s (ms) | p99 (ms) | errors | ceiling, \`{ __typename }\` (req/s) | highest generate rate with p99 < ${P99_BOUND_MS} ms (req/s) | ratio to ceiling |
-|---|---|---|---|---|---|---|
-${results.map(row).join("\n")}
-
-Steps (rate: p50 and p99 in ms):
-${steps.join("\n")}
-
-Generations stored by the end of each run: ${results.map((r) => `${r.label} ${r.queued}`).join(", ")}.
-`;
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(file, text);
-  return file;
-}
-
-function defaultResultsDir(main: string): string {
-  // dist/src/main.js → <repo>/bench/results
-  return path.resolve(path.dirname(main), "../../bench/results");
-}
-
-async function serverVersions(opts: EnqueueBenchOptions): Promise<{
-  postgres: string;
-  redis: string;
-}> {
-  let postgres = "Postgres (version unknown)";
-  await opts.withDatabase(async (url) => {
-    const pg = new PgClient({ connectionString: url });
-    await pg.connect();
-    try {
-      const [pgv] = (await pg.query(`SELECT version() AS v`)).rows as Array<{ v: string }>;
-      const [vec] = (
-        await pg.query(
-          `SELECT default_version AS v FROM pg_available_extensions WHERE name = 'vector'`,
-        )
-      ).rows as Array<{ v: string }>;
-      postgres = `${pgv!.v.split(" on ")[0]}${vec ? ` (pgvector ${vec.v})` : ""}`;
-    } finally {
-      await pg.end();
-    }
-  });
-  let redis = "unknown";
-  try {
-    const u = new URL(opts.redisUrl);
-    const info = execFileSync(
-      "redis-cli",
-      ["-h", u.hostname, "-p", u.port || "6379", "INFO", "server"],
-      {
-        encoding: "utf8",
-      },
-    );
-    redis = /redis_version:(\S+)/.exec(info)?.[1] ?? redis;
-  } catch {
-    // redis-cli missing: the version stays unknown
-  }
-  return { postgres, redis };
+${P99_BOUND_MS} ms without errors, stepped up ${STEP_SECONDS} s per rate; the highest enqueue
+rate is stepped the same way. Failed or unanswered requests rank as the slowest.`,
+    rows,
+    notes: [
+      ...results.flatMap((r) => [
+        `${r.label}, \`{ __typename }\` steps: ${stepsText(r.ceilingSteps)}`,
+        `${r.label}, \`generate\` steps: ${stepsText(r.sustainedSteps)}`,
+      ]),
+      `Generations stored by the end: ${results.map((r) => `${r.label} ${r.queued}`).join(", ")}.`,
+    ],
+    headline: `\`generate\` at ${mine.enqueue.rate}/s p50 ${mine.enqueue.p50} ms, p99 ${mine.enqueue.p99} ms; highest rate with p99 < ${P99_BOUND_MS} ms ${mine.sustained?.rate ?? 0}/s = ${ratioOf(mine)} of the \`{ __typename }\` ceiling (${mine.ceiling?.rate ?? 0}/s)`,
+    goal: "p99 < 10 ms at 500/s; highest rate ≥ 40% of the trivial-query ceiling",
+    met,
+  };
 }
 
 async function countGenerations(databaseUrl: string): Promise<number> {

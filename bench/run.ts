@@ -1,356 +1,125 @@
 /**
- * Benchmarks of the gateway's own overhead, on the production path (Postgres + Redis) and the
- * embedded default, with the simulated provider answering at once (SIM_LATENCY_MS=0).
+ * The benchmarks of issue #9, on the production path: real Postgres and Redis, the api and the
+ * worker as separate processes, the simulated provider. Each scenario measures its ceiling in
+ * the same run, so its result is a ratio that holds on a noisy machine.
  *
- *   npm run bench                 # both paths
- *   npm run bench -- --only=pg    # one path (pg, fallback, cache, enqueue, usage, embedded)
+ *   npm run bench                          # every scenario of the full run, in order
+ *   npm run bench -- --only=fan-out        # one (or a comma-separated few), by name
+ *   npm run bench -- --only=end-to-end --cpu-prof=worker   # profiles in bench/profiles/
  *
- * Prints medians and p95s measured in this one run; record them in bench/results/.
+ * Each writes bench/results/<date>-<name>.md; the run writes bench/results/<date>-summary.md
+ * and regenerates the summary table in bench/README.md. BENCH_PG_URL and BENCH_REDIS_URL
+ * name the servers (a Postgres role that may create databases).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
-import { createClient } from "graphql-ws";
-import { Client as PgClient } from "pg";
-import WebSocket from "ws";
-import { cacheScenario } from "./cache";
-import { enqueueScenario } from "./enqueue";
-import { usageScenario } from "./usage";
-
-const MAIN = path.resolve(__dirname, "../src/main.js");
-const PG_ADMIN = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
-const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 400);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-
-interface Proc {
-  child: ChildProcess;
-  port?: number;
-}
-
-function start(role: string, env: Record<string, string>): Promise<Proc> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, role], {
-      env: { ...process.env, ...env, LOG_LEVEL: "info", PORT: "0", HOST: "127.0.0.1" },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const rl = readline.createInterface({ input: child.stdout! });
-    rl.on("line", (line) => {
-      try {
-        const msg = JSON.parse(line) as { msg?: string; port?: number };
-        if (msg.msg === "api listening" || msg.msg === "sim-provider listening")
-          resolve({ child, port: msg.port });
-        if (msg.msg === "worker consuming" && role === "worker") resolve({ child });
-      } catch {
-        // not a log line
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)));
-  });
-}
-
-function stop(p: Proc): Promise<void> {
-  return new Promise((resolve) => {
-    if (p.child.exitCode !== null) return resolve();
-    p.child.once("exit", () => resolve());
-    p.child.kill("SIGTERM");
-  });
-}
-
-function run(args: string[], env: Record<string, string>): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.once("exit", (code) =>
-      code === 0 ? resolve(out.trim()) : reject(new Error(`${args[0]} exited with ${code}`)),
-    );
-  });
-}
-
-async function gql(
-  url: string,
-  key: string,
-  query: string,
-  variables: Record<string, unknown> = {},
-) {
-  const res = await fetch(`${url}/graphql`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown };
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data;
-}
-
-function stats(samples: number[]): { median: number; p95: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-  return { median: round(at(0.5)), p95: round(at(0.95)) };
-}
-
-const round = (v: number) => Math.round(v * 10) / 10;
-
-async function pool<T>(
-  n: number,
-  concurrency: number,
-  task: (i: number) => Promise<T>,
-): Promise<T[]> {
-  const results: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        const i = next++;
-        results[i] = await task(i);
-      }
-    }),
-  );
-  return results;
-}
-
-const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id status } }`;
-
-async function scenario(name: string, env: Record<string, string>) {
-  const key = await run(["create-key", "--role", "admin"], env);
-  const api = await start("all", env);
-  const url = `http://127.0.0.1:${api.port}`;
-  try {
-    const partner = (
-      await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)
-    ).createAccount.apiKey.key as string;
-    // Warm up connections, JIT and caches.
-    await pool(20, 4, (i) =>
-      gql(url, partner, GENERATE, {
-        input: { userId: "warm", mediaType: "IMAGE", prompt: `warm ${i}`, width: 64, height: 64 },
-      }),
-    );
-
-    const began = performance.now();
-    const latencies = await pool(REQUESTS, CONCURRENCY, async (i) => {
-      const t = performance.now();
-      await gql(url, partner, GENERATE, {
-        input: {
-          userId: `u${i % 50}`,
-          mediaType: "IMAGE",
-          prompt: `bench ${i}`,
-          width: 64,
-          height: 64,
-        },
-      });
-      return performance.now() - t;
-    });
-    const seconds = (performance.now() - began) / 1000;
-    const generate = stats(latencies);
-
-    // End to end: generate, then the SUCCEEDED event over graphql-ws (provider answers at once).
-    const ws = createClient({
-      url: url.replace("http", "ws") + "/graphql",
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${partner}` },
-    });
-    const e2e = await pool(100, 4, async (i) => {
-      const t = performance.now();
-      const { generate: g } = await gql(url, partner, GENERATE, {
-        input: { userId: "e2e", mediaType: "IMAGE", prompt: `e2e ${i}`, width: 64, height: 64 },
-      });
-      await new Promise<void>((resolve, reject) => {
-        const dispose = ws.subscribe<{ generationUpdated: { type: string } }>(
-          {
-            query: `subscription($id: ID!) { generationUpdated(id: $id) { type } }`,
-            variables: { id: g.id },
-          },
-          {
-            next: (m) => {
-              if (m.data?.generationUpdated.type === "SUCCEEDED") {
-                dispose();
-                resolve();
-              }
-            },
-            error: reject,
-            complete: () => resolve(),
-          },
-        );
-      });
-      return performance.now() - t;
-    });
-    await ws.dispose();
-    const endToEnd = stats(e2e);
-    console.log(
-      `${name.padEnd(22)} generate p50 ${generate.median} ms  p95 ${generate.p95} ms  ${round(REQUESTS / seconds)} req/s (concurrency ${CONCURRENCY})  |  end-to-end p50 ${endToEnd.median} ms  p95 ${endToEnd.p95} ms`,
-    );
-  } finally {
-    await stop(api);
-  }
-}
+import { describeMachine } from "./lib/machine";
+import { writeReport, writeSummary, type SummaryRow } from "./lib/results";
+import type { BenchContext, ScenarioEntry } from "./lib/scenario";
 
 /**
- * The error rate a client sees when the primary provider fails 30% of its jobs and one healthy
- * fallback exists: two `gengate sim-provider` processes, gengate on Postgres + Redis.
+ * Every scenario, in the order of a full run. A scenario is `bench/<name>.ts` exporting a
+ * `Scenario` (see lib/scenario.ts); adding one is adding its line here.
  */
-async function fallbackScenario(base: Record<string, string>, pg: string, dataDir: string) {
-  const token = randomBytes(12).toString("hex");
-  const secret = "whsec_" + randomBytes(24).toString("base64");
-  const simEnv = (failureRate: string) => ({
-    SIM_PROVIDER_PORT: "0",
-    HOST: "127.0.0.1",
-    SIM_PROVIDER_TOKEN: token,
-    SIM_PROVIDER_WEBHOOK_SECRET: secret,
-    SIM_LATENCY_MS: "200",
-    SIM_LATENCY_JITTER: "0.5",
-    SIM_PROGRESS_STEPS: "1",
-    SIM_FAILURE_RATE: failureRate,
-  });
-  const primary = await start("sim-provider", simEnv("0.3"));
-  const fallback = await start("sim-provider", simEnv("0"));
-  const env = {
-    ...base,
-    DATABASE_URL: pg,
-    REDIS_URL,
-    REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
-    DATA_DIR: dataDir,
-    SIM_PROVIDER_URL: `http://127.0.0.1:${primary.port},http://127.0.0.1:${fallback.port}`,
-    SIM_PROVIDER_TOKEN: token,
-    SIM_PROVIDER_WEBHOOK_SECRET: secret,
-  };
-  const key = await run(["create-key", "--role", "admin"], env);
-  const api = await start("all", env);
-  const url = `http://127.0.0.1:${api.port}`;
-  try {
-    const partner = (
-      await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)
-    ).createAccount.apiKey.key as string;
-    const n = Number(process.env.BENCH_FALLBACK_GENERATIONS ?? 300);
-    const outcomes = await pool(n, 8, async (i) => {
-      // Distinct prompts: the simulated provider decides failure per prompt and seed.
-      const { generate: g } = await gql(url, partner, GENERATE, {
-        input: {
-          userId: `u${i % 20}`,
-          mediaType: "IMAGE",
-          prompt: `fallback ${i}`,
-          width: 64,
-          height: 64,
-        },
-      });
-      // The error rate is the measure here, not latency: reading the state is enough.
-      for (;;) {
-        const { generation } = await gql(
-          url,
-          partner,
-          `query($id: ID!) { generation(id: $id) { status attempts { number } } }`,
-          { id: g.id },
-        );
-        if (generation.status === "SUCCEEDED" || generation.status === "FAILED") {
-          return {
-            status: generation.status as string,
-            attempts: generation.attempts.length as number,
-          };
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    });
-    const failed = outcomes.filter((o) => o.status === "FAILED").length;
-    const retried = outcomes.filter((o) => o.attempts > 1).length;
-    console.log(
-      `${"fallback (primary 30% failing)".padEnd(22)} ${n} generations: client error rate ${round((100 * failed) / n)}% (${failed} failed), ${round((100 * retried) / n)}% needed a second attempt`,
-    );
-  } finally {
-    await stop(api);
-    await stop(primary);
-    await stop(fallback);
-  }
-}
-
-/** A fresh Postgres database and data folder for one scenario, dropped afterwards. */
-async function withDatabase(run: (url: string, dataDir: string) => Promise<void>): Promise<void> {
-  const db = `gengate_bench_${randomBytes(4).toString("hex")}`;
-  const admin = new PgClient({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${db}"`);
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
-  try {
-    const u = new URL(PG_ADMIN);
-    u.pathname = `/${db}`;
-    await run(u.toString(), dataDir);
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
-    await admin.end();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  }
-}
+const SCENARIOS: ScenarioEntry[] = [
+  {
+    name: "enqueue",
+    inFullRun: true,
+    load: async () => (await import("./enqueue.js")).enqueueScenario,
+  },
+  {
+    name: "end-to-end",
+    inFullRun: true,
+    load: async () => (await import("./end-to-end.js")).endToEndScenario,
+  },
+  { name: "cache", inFullRun: true, load: async () => (await import("./cache.js")).cacheScenario },
+  {
+    name: "fan-out",
+    inFullRun: true,
+    load: async () => (await import("./fan-out.js")).fanOutScenario,
+  },
+  {
+    name: "in-flight",
+    inFullRun: true,
+    load: async () => (await import("./in-flight.js")).inFlightScenario,
+  },
+  {
+    name: "resilience",
+    inFullRun: true,
+    load: async () => (await import("./resilience.js")).resilienceScenario,
+  },
+  // Minutes of loading 10 million rows: run it on its own.
+  { name: "usage", inFullRun: false, load: async () => (await import("./usage.js")).usageScenario },
+];
 
 async function main() {
-  const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
-  const base = {
-    SIM_LATENCY_MS: "0",
-    SIM_LATENCY_JITTER: "0",
-    SIM_PROGRESS_STEPS: "1",
-    POLL_MIN_MS: "10",
-    POLL_MAX_MS: "100",
-    RATE_LIMIT_PER_SECOND: "100000",
-    RATE_LIMIT_BURST: "100000",
-    TOKEN_SECRET: randomBytes(32).toString("hex"),
-  };
-  console.log(
-    `node ${process.version}, ${os.cpus().length} cores, ${REQUESTS} generate requests per scenario`,
-  );
-  if (!only || only === "pg") {
-    await withDatabase((url, dataDir) =>
-      scenario("postgres + redis", {
-        ...base,
-        DATABASE_URL: url,
-        REDIS_URL,
-        REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
-        DATA_DIR: dataDir,
-      }),
+  const arg = (name: string) =>
+    process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const only = arg("only")?.split(",").filter(Boolean);
+  const unknown = only?.filter((n) => !SCENARIOS.some((s) => s.name === n)) ?? [];
+  if (unknown.length) {
+    console.error(
+      `unknown scenario ${unknown.join(", ")}; known: ${SCENARIOS.map((s) => s.name).join(", ")}`,
     );
+    process.exit(2);
   }
-  if (!only || only === "fallback") {
-    await withDatabase((url, dataDir) => fallbackScenario(base, url, dataDir));
-  }
-  if (!only || only === "cache") {
-    await withDatabase(async (url, dataDir) => {
-      const lines = await cacheScenario({
-        databaseUrl: url,
-        redisUrl: REDIS_URL,
-        dataDir,
-        requests: Number(process.env.BENCH_CACHE_REQUESTS ?? 1000),
-      });
-      for (const line of lines) console.log(`cache: ${line}`);
-    });
-  }
-  if (!only || only === "enqueue") {
-    await enqueueScenario({ main: MAIN, redisUrl: REDIS_URL, withDatabase });
-  }
-  if (!only || only === "usage") {
-    await withDatabase(async (url) => {
-      await usageScenario({
-        databaseUrl: url,
-        rows: Number(process.env.BENCH_USAGE_ROWS ?? 10_000_000),
-        runs: Number(process.env.BENCH_USAGE_RUNS ?? 7),
-      });
-    });
-  }
-  if (!only || only === "embedded") {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-bench-"));
+  const chosen = SCENARIOS.filter((s) => (only ? only.includes(s.name) : s.inFullRun));
+  const pgAdminUrl = process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+  const redisUrl = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+  const profRoles = arg("cpu-prof");
+  const machine = await describeMachine(pgAdminUrl, redisUrl);
+  const began = performance.now();
+  console.log(`bench: ${chosen.map((s) => s.name).join(", ")}\nmachine: ${machine.line}`);
+
+  const ran: SummaryRow[] = [];
+  const failed: string[] = [];
+  for (const entry of chosen) {
+    const ctx: BenchContext = {
+      pgAdminUrl,
+      redisUrl,
+      date: new Date().toISOString().slice(0, 10),
+      machine,
+      cpuProf: profRoles
+        ? {
+            roles: new Set(profRoles.split(",")),
+            dir: path.resolve(__dirname, "../../bench/profiles", entry.name),
+          }
+        : null,
+      log: (line) => console.log(`${entry.name}: ${line}`),
+    };
+    const t = performance.now();
     try {
-      await scenario("embedded (PGlite)", {
-        ...base,
-        DATA_DIR: dataDir,
-        DATABASE_URL: "",
-        REDIS_URL: "",
-      });
-    } finally {
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      const scenario = await entry.load();
+      const report = await scenario(ctx);
+      const file = writeReport(ctx, entry.name, report);
+      ran.push({ name: entry.name, report, file });
+      ctx.log(`${report.headline}`);
+      ctx.log(`done in ${((performance.now() - t) / 1000).toFixed(0)} s, written to ${file}`);
+    } catch (err) {
+      failed.push(entry.name);
+      console.error(`${entry.name}: FAILED after ${((performance.now() - t) / 1000).toFixed(0)} s`);
+      console.error(err);
     }
   }
+  if (ran.length) {
+    const summary = writeSummary(
+      {
+        pgAdminUrl,
+        redisUrl,
+        date: new Date().toISOString().slice(0, 10),
+        machine,
+        cpuProf: null,
+        log: () => {},
+      },
+      ran,
+      SCENARIOS.map((s) => s.name),
+    );
+    console.log(`\nsummary written to ${summary} and bench/README.md`);
+  }
+  console.log(
+    `bench: ${ran.length} scenario(s) in ${((performance.now() - began) / 1000).toFixed(0)} s` +
+      (failed.length ? `; FAILED: ${failed.join(", ")}` : ""),
+  );
+  process.exit(failed.length ? 1 : 0);
 }
 
 main().catch((err) => {

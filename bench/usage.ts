@@ -4,6 +4,8 @@
  *
  *   npm run bench -- --only=usage          # BENCH_USAGE_ROWS=1000000 for a quick run
  *
+ * Not part of the full run: loading 10 million rows takes minutes.
+ *
  * The data: a year of usage (2025-12-01 to 2026-12-01) over 100 accounts whose sizes follow
  * 1/rank (the largest has ~19% of all rows), 1,000 end users each (a few heavy ones do most
  * of the work), 8 models (a user mostly sticks to one), 3 providers, ~30% cache hits of the
@@ -16,6 +18,8 @@ import "reflect-metadata";
 import { buildUsageQuery, UsageRepository, type UsageQuery } from "../src/cost/usage.repository";
 import { openDatabase } from "../src/infra/data-source";
 import { migrate } from "../src/infra/migrate";
+import { withInfra } from "./lib/infra";
+import type { Scenario } from "./lib/scenario";
 
 export interface UsageBenchOptions {
   databaseUrl: string;
@@ -45,13 +49,35 @@ const CHUNK = 500_000;
 const accountId = (a: string) => `md5('account-' || ${a})::uuid`;
 const endUserId = (a: string, u: string) => `md5('user-' || ${a} || '-' || ${u})::uuid`;
 
-export async function usageScenario(opts: UsageBenchOptions): Promise<string[]> {
+export const usageScenario: Scenario = (ctx) =>
+  withInfra(ctx, async (infra) => {
+    const rows = Number(process.env.BENCH_USAGE_ROWS ?? 10_000_000);
+    const lines = await measureUsage({
+      databaseUrl: infra.databaseUrl,
+      rows,
+      runs: Number(process.env.BENCH_USAGE_RUNS ?? 7),
+      log: ctx.log,
+    });
+    const headline = lines.find((l) => l.includes("DAY+MODEL")) ?? lines[0] ?? "";
+    return {
+      title: `Usage reports at ${rows.toLocaleString("en-US")} usage rows`,
+      setup:
+        "`bench/usage.ts`: a year of usage over 100 accounts, loaded in time order with the rollup trigger on; times are `UsageRepository.report`, median of the timed runs after one warm-up. The lines below are the scenario's own output; `results/2026-11-28-usage.md` explains them.",
+      rows: lines.map((line) => ({ measure: "", result: line.trim() })),
+      headline,
+      goal: "one account's month by DAY and MODEL < 200 ms",
+    };
+  });
+
+async function measureUsage(
+  opts: UsageBenchOptions & { log(line: string): void },
+): Promise<string[]> {
   const total = opts.rows ?? 10_000_000;
   const runs = opts.runs ?? 7;
   const lines: string[] = [];
   const log = (line: string) => {
     lines.push(line);
-    console.log(`usage: ${line}`);
+    opts.log(line);
   };
   const db = await openDatabase({ url: opts.databaseUrl, dataDir: "", poolSize: 2 });
   try {

@@ -14,7 +14,7 @@ import {
   type ProviderOutput,
   type ProviderRegistry,
 } from "../providers";
-import type { GenerationEvents, GenerationSnapshot } from "./generation.events";
+import { toSnapshot, type GenerationEvents, type GenerationSnapshot } from "./generation.events";
 import type { GenerationQueue } from "./generation.queue";
 import type { Finished, GenerationRepository } from "./generation.repository";
 import type { FetchedOutput, OutputStoreService } from "./output-store.service";
@@ -244,7 +244,15 @@ export class GenerationProcessor {
       if (moved) await this.publish("PROGRESS", moved);
       return schedule(state.pollAfterMs);
     }
-    return this.finish(generationId, attemptNumber, adapter, generation.mediaType, state);
+    // What was just read serves the success path, which would otherwise read it again.
+    return this.finish(
+      generationId,
+      attemptNumber,
+      adapter,
+      generation.mediaType,
+      state,
+      toSnapshot(generation, [attempt]),
+    );
   }
 
   /**
@@ -276,6 +284,8 @@ export class GenerationProcessor {
     adapter: ProviderAdapter,
     mediaType: MediaType,
     state: FinishedJobState,
+    /** The generation as the caller just read it; its attempts may be only this one. */
+    known?: GenerationSnapshot,
   ): Promise<void> {
     switch (state.status) {
       case "succeeded":
@@ -286,6 +296,7 @@ export class GenerationProcessor {
           mediaType,
           state.outputs,
           state.costUsd,
+          known,
         );
       case "failed":
         return this.attemptFailed(generationId, attemptNumber, state.error);
@@ -305,8 +316,10 @@ export class GenerationProcessor {
     mediaType: MediaType,
     providerOutputs: ProviderOutput[],
     providerCost: number | undefined,
+    known?: GenerationSnapshot,
   ): Promise<void> {
-    const current = await this.repo.findSnapshot(generationId);
+    // Only the finishing attempt of `current.attempts` is used below.
+    const current = known ?? (await this.repo.findSnapshot(generationId));
     if (!current) return;
     let stored;
     let quality: QualityReport | null;

@@ -652,23 +652,51 @@ export class GenerationRepository {
       const attempts = await m.getRepository(AttemptEntity).findBy({ generationId: id });
       if (attempts.some((a) => a.status === "RUNNING")) return null;
       const number = attempts.reduce((max, a) => Math.max(max, a.number), 0) + 1;
-      await m.getRepository(AttemptEntity).insert({
+      const startedAt = new Date();
+      const { identifiers } = await m.getRepository(AttemptEntity).insert({
         generationId: id,
         number,
         provider,
         model,
         status: "RUNNING",
-        startedAt: new Date(),
+        startedAt,
       });
-      await m.query(
+      const started = m.getRepository(AttemptEntity).create({
+        id: identifiers[0]!.id as string,
+        generationId: id,
+        number,
+        provider,
+        model,
+        status: "RUNNING",
+        providerJobId: null,
+        providerJobKey: null,
+        pollJobId: null,
+        batchId: null,
+        error: null,
+        errorCode: null,
+        quality: null,
+        startedAt,
+        endedAt: null,
+        durationMs: null,
+        costUsd: null,
+      });
+      // The snapshot is the locked row with this change: what the database sets comes back.
+      const [[row]] = (await m.query(
         `UPDATE generations
             SET status = 'PROCESSING', provider = $2, started_at = COALESCE(started_at, now()),
                 updated_at = now(), version = version + 1
-          WHERE id = $1`,
+          WHERE id = $1
+      RETURNING started_at, updated_at, version`,
         [id, provider],
-      );
-      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
-      return { generation: await this.withAttempts(m, fresh), attempt: number };
+      )) as [Array<{ started_at: Date; updated_at: Date; version: number }>, number];
+      Object.assign(g, {
+        status: "PROCESSING",
+        provider,
+        startedAt: row!.started_at,
+        updatedAt: row!.updated_at,
+        version: row!.version,
+      });
+      return { generation: toSnapshot(g, [...attempts, started]), attempt: number };
     });
   }
 
@@ -768,20 +796,29 @@ export class GenerationRepository {
     quality: QualityReportInfo | null = null,
   ): Promise<Finished | null> {
     return this.db.transaction(async (m) => {
-      const locked = await this.lockRunning(m, id, attempt);
-      if (!locked) return null;
-      const { generation: g, attempt: a } = locked;
-      const durationMs = Date.now() - a.startedAt.getTime();
-      await m
-        .getRepository(AttemptEntity)
-        .update({ id: a.id }, { status: "SUCCEEDED", endedAt: new Date(), durationMs, costUsd });
-      if (quality) await this.recordQuality(m, a.id, quality);
+      const g = await this.lock(m, id);
+      if (!g || g.status !== "PROCESSING") return null;
+      // All of them, for the snapshot returned: it is built from what this transaction read
+      // and wrote, not read again.
+      const attempts = await m.getRepository(AttemptEntity).findBy({ generationId: id });
+      const a = attempts.find((x) => x.number === attempt);
+      if (!a || a.status !== "RUNNING") return null;
+      const endedAt = new Date();
+      const durationMs = endedAt.getTime() - a.startedAt.getTime();
       await m.query(
+        `UPDATE attempts
+            SET status = 'SUCCEEDED', ended_at = $2, duration_ms = $3, cost_usd = $4,
+                quality = COALESCE($5::jsonb, quality)
+          WHERE id = $1`,
+        [a.id, endedAt, durationMs, costUsd.toFixed(6), quality && JSON.stringify(quality)],
+      );
+      const [[row]] = (await m.query(
         `UPDATE generations
             SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, cost_usd = $3,
                 cache_key = $4, quality = $5::jsonb, completed_at = now(), updated_at = now(),
                 version = version + 1
-          WHERE id = $1`,
+          WHERE id = $1
+      RETURNING completed_at, updated_at, version`,
         [
           id,
           JSON.stringify(outputs),
@@ -789,7 +826,7 @@ export class GenerationRepository {
           cacheKey,
           quality && JSON.stringify(quality),
         ],
-      );
+      )) as [Array<{ completed_at: Date; updated_at: Date; version: number }>, number];
       await m
         .createQueryBuilder()
         .insert()
@@ -834,9 +871,29 @@ export class GenerationRepository {
       // The budget: this one is charged its cost, the attached ones nothing; all release.
       await this.budgets.settle(m, [{ id, costUsd }, ...ids.map((f) => ({ id: f, costUsd: 0 }))]);
       await this.recordCallbacks(m, [id, ...ids], "SUCCEEDED");
-      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
+      // As stored: amounts rounded to micro-dollars, JSON as it reads back.
+      const cost = Number(costUsd.toFixed(6));
+      const reread = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+      Object.assign(a, {
+        status: "SUCCEEDED",
+        endedAt,
+        durationMs,
+        costUsd: cost,
+        quality: quality ? reread(quality) : a.quality,
+      });
+      Object.assign(g, {
+        status: "SUCCEEDED",
+        progress: 1,
+        outputs: reread(outputs),
+        costUsd: cost,
+        cacheKey,
+        quality: quality && reread(quality),
+        completedAt: row!.completed_at,
+        updatedAt: row!.updated_at,
+        version: row!.version,
+      });
       return {
-        generation: await this.withAttempts(m, fresh),
+        generation: toSnapshot(g, attempts),
         followers: await this.snapshots(m, ids),
       };
     });

@@ -1,0 +1,108 @@
+/** A bench's view of gengate: GraphQL over HTTP, graphql-ws clients, a partner to act as. */
+import http from "node:http";
+import { createClient, type Client } from "graphql-ws";
+import WebSocket from "ws";
+import { runGengate } from "./processes";
+
+/** Keep-alive connections, as a partner's backend would hold them. */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+export class GraphQLError extends Error {
+  constructor(readonly errors: Array<{ message: string; extensions?: { code?: string } }>) {
+    super(errors.map((e) => `${e.extensions?.code ?? "ERROR"}: ${e.message}`).join("; "));
+  }
+  get code(): string | undefined {
+    return this.errors[0]?.extensions?.code;
+  }
+}
+
+/**
+ * One GraphQL request over HTTP (node:http with keep-alive: cheaper per call than fetch). A
+ * request on a reused socket that the server closed meanwhile (its keep-alive timeout) is sent
+ * again on a fresh one, as Node's documentation advises: the server never read it.
+ */
+export async function gql<T = any>(
+  url: string,
+  key: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<T> {
+  const body = JSON.stringify({ query, variables });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await post<T>(url, key, body);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
+      if (!(e.reusedSocket && e.code === "ECONNRESET" && attempt < 3)) throw err;
+    }
+  }
+}
+
+function post<T>(url: string, key: string, body: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${url}/graphql`,
+      {
+        method: "POST",
+        agent,
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          authorization: `Bearer ${key}`,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            const parsed = JSON.parse(Buffer.concat(chunks).toString()) as {
+              data?: T;
+              errors?: GraphQLError["errors"];
+            };
+            if (parsed.errors) reject(new GraphQLError(parsed.errors));
+            else resolve(parsed.data as T);
+          } catch (err) {
+            reject(err as Error);
+          }
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", (err: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
+      err.reusedSocket = req.reusedSocket;
+      reject(err);
+    });
+    req.end(body);
+  });
+}
+
+export function wsClient(url: string, key: string): Client {
+  return createClient({
+    url: url.replace(/^http/, "ws") + "/graphql",
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${key}` },
+    lazy: false,
+    retryAttempts: 0,
+    keepAlive: 0,
+  });
+}
+
+/** An ADMIN key from `gengate create-key`, which also migrates the fresh database: run it first. */
+export function adminKey(env: Record<string, string>): Promise<string> {
+  return runGengate(["create-key", "--role", "admin"], env);
+}
+
+/** A partner account through the API: the credential the scenarios generate with. */
+export async function createPartner(apiUrl: string, admin: string): Promise<string> {
+  const data = await gql<{ createAccount: { apiKey: { key: string } } }>(
+    apiUrl,
+    admin,
+    `mutation { createAccount(name: "bench") { apiKey { key } } }`,
+  );
+  return data.createAccount.apiKey.key;
+}
+
+export const GENERATE = `mutation($input: GenerateInput!) { generate(input: $input) { id status } }`;
+
+export const WATCH = `subscription($id: ID!) { generationUpdated(id: $id) { type generation { status } } }`;
