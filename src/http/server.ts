@@ -13,7 +13,8 @@ import type { CloseCode } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { App } from "../app/app";
-import { AppError } from "../common/errors";
+import { AppError, isUnavailableError, unavailable } from "../common/errors";
+import type { Viewer } from "../auth/viewer";
 import type { GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
 import { usageCsvHandler } from "./usage-csv.handler";
@@ -45,6 +46,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     connections: connections.size,
     subscriptions: [...connections].reduce((n, c) => n + Object.keys(c.subscriptions).length, 0),
   }));
+  // Each operation's viewer, from `onSubscribe` to `context`.
+  const viewers = new WeakMap<object, Map<string, Viewer | null>>();
   const wsServer = useServer<{ authorization?: unknown }>(
     {
       schema,
@@ -57,24 +60,50 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           return true;
         } catch (err) {
           if (err instanceof AppError) return false;
+          if (isUnavailableError(err)) {
+            // 1013 "try again later": clients reconnect (a 4403 would say the key is bad).
+            logger.warn(
+              { err: String(err) },
+              "websocket refused: a backing service is unavailable",
+            );
+            ctx.extra.socket.close(1013, "Service unavailable; try again later");
+            return false;
+          }
           logger.error({ err }, "websocket authentication failed");
           return false;
         }
       },
       // Checked again for every operation, so a key revoked (or a token expired) while the
-      // socket stays open cannot start new subscriptions.
-      context: async (ctx): Promise<GraphQLContext> => {
+      // socket stays open cannot start new subscriptions. Here rather than in `context`: what
+      // `context` throws closes the whole socket (4500, which clients do not retry), what this
+      // returns is that operation's error (SERVICE_UNAVAILABLE while Postgres restarts).
+      onSubscribe: async (ctx, id) => {
         const auth = ctx.connectionParams?.authorization;
-        const viewer = await services.auth
-          .authenticate(typeof auth === "string" ? auth : undefined)
-          .catch((err: unknown) => {
-            if (err instanceof AppError) return null;
-            throw err;
-          });
+        try {
+          const viewer = await services.auth
+            .authenticate(typeof auth === "string" ? auth : undefined)
+            .catch((err: unknown) => {
+              if (err instanceof AppError) return null;
+              throw err;
+            });
+          let pending = viewers.get(ctx);
+          if (!pending) viewers.set(ctx, (pending = new Map()));
+          pending.set(id, viewer);
+          return undefined;
+        } catch (err) {
+          const original = err instanceof Error ? err : new Error(String(err));
+          return [new GraphQLError(original.message, { originalError: original })];
+        }
+      },
+      context: (ctx, id): GraphQLContext => {
+        const pending = viewers.get(ctx);
+        const viewer = pending?.get(id) ?? null;
+        pending?.delete(id);
         return { viewer, services };
       },
       onClose: (ctx) => {
         connections.delete(ctx);
+        viewers.delete(ctx);
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors
@@ -104,6 +133,11 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => {
       if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a resolver");
+      else if (isUnavailableError(originalOf(error)))
+        logger.warn(
+          { err: String(originalOf(error)) },
+          "request refused: a backing service is unavailable",
+        );
       const out = formatError(formatted, error);
       app.metrics.error("graphql", errorCodeOf(out));
       return out;
@@ -176,6 +210,14 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
               extensions: { code: err.code, http: { status: 401 } },
             });
           }
+          if (isUnavailableError(err)) {
+            // Answered like any refusal (200, with the code), not as Apollo's 500.
+            const refusal = unavailable();
+            throw new GraphQLError(refusal.message, {
+              originalError: refusal,
+              extensions: { http: { status: 200 } },
+            });
+          }
           throw err;
         }
       },
@@ -211,8 +253,17 @@ function errorCodeOf(formatted: { extensions?: Record<string, unknown> }): strin
   return typeof code === "string" ? code : "INTERNAL_SERVER_ERROR";
 }
 
+function originalOf(error: unknown): unknown {
+  return error instanceof GraphQLError ? error.originalError : error;
+}
+
 function toFormatted(error: GraphQLError, app: App): GraphQLError {
   if (isUnexpected(error)) app.logger.error({ err: error }, "unexpected error in a subscription");
+  else if (isUnavailableError(originalOf(error)))
+    app.logger.warn(
+      { err: String(originalOf(error)) },
+      "subscription refused: a backing service is unavailable",
+    );
   const f = formatError(error.toJSON(), error);
   app.metrics.error("graphql", errorCodeOf(f));
   return new GraphQLError(f.message, { extensions: f.extensions });
