@@ -2,6 +2,7 @@ import { spawnGengate, type GengateProcess } from "../helpers/process";
 import { expectClean, logOutcome } from "./harness/assertions";
 import { Scenario, isAlive, nextLog } from "./harness/scenario";
 import {
+  SPAWN_TIMEOUT_MS,
   startFaultStack,
   setModelTimeout,
   type Deployment,
@@ -70,16 +71,20 @@ describe("fault injection: worker, api and provider processes failing under load
   }
 
   function simProvider(): Promise<GengateProcess> {
-    return spawnGengate("sim-provider", {
-      SIM_PROVIDER_PORT: "0",
-      HOST: "127.0.0.1",
-      SIM_PROVIDER_TOKEN: TOKEN,
-      SIM_PROVIDER_WEBHOOK_SECRET: SECRET,
-      SIM_LATENCY_MS: "400",
-      SIM_LATENCY_JITTER: "0",
-      SIM_PROGRESS_STEPS: "2",
-      LOG_LEVEL: "warn",
-    });
+    return spawnGengate(
+      "sim-provider",
+      {
+        SIM_PROVIDER_PORT: "0",
+        HOST: "127.0.0.1",
+        SIM_PROVIDER_TOKEN: TOKEN,
+        SIM_PROVIDER_WEBHOOK_SECRET: SECRET,
+        SIM_LATENCY_MS: "400",
+        SIM_LATENCY_JITTER: "0",
+        SIM_PROGRESS_STEPS: "2",
+        LOG_LEVEL: "warn",
+      },
+      { readyTimeoutMs: SPAWN_TIMEOUT_MS },
+    );
   }
 
   it(

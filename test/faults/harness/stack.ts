@@ -21,6 +21,8 @@ import {
 
 export const TOKEN_SECRET = "faults-secret-faults-secret-faults-0123";
 const TEMPLATE_DB = "gengate_faults_tmpl";
+/** How long a process may take to be ready: a busy CI machine starts node slowly. */
+export const SPAWN_TIMEOUT_MS = 90_000;
 
 /**
  * One fault-suite file's world: a private Postgres cluster and Redis server, and the built
@@ -137,7 +139,7 @@ export async function startFaultStack(): Promise<FaultStack> {
       env,
       adminKey,
       spawn: (role, overrides = {}) =>
-        spawnGengate(role, env(overrides), { readyTimeoutMs: 60_000 }),
+        spawnGengate(role, env(overrides), { readyTimeoutMs: SPAWN_TIMEOUT_MS }),
       partnerKey: async (url) => {
         const res = await gql(
           url,
