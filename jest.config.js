@@ -13,6 +13,8 @@ module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
+  // The fault suite has a config (and private Postgres and Redis) of its own: npm run test:faults.
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/faults/"],
   // request-filtering-agent ships only as an ES module: compile it to CommonJS like our code.
   transform: { "^.+\\.(ts|js)$": ["@swc/jest", swc] },
   transformIgnorePatterns: ["/node_modules/(?!request-filtering-agent/)"],

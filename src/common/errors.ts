@@ -71,3 +71,55 @@ export class BudgetExceededError extends AppError {
     );
   }
 }
+
+/** Node socket errors that mean the server at the other end could not be reached. */
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/**
+ * SQLSTATEs of a Postgres that is restarting or refusing connections: class 08 (connection
+ * exception), admin and crash shutdown, starting up, too many connections.
+ */
+const PG_UNAVAILABLE = /^(08...|57P0[123]|53300)$/;
+
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|timeout exceeded when trying to connect|Connection is closed/i;
+
+/**
+ * Whether an error means a backing service (Postgres, Redis) is unreachable or restarting
+ * rather than that the request or the code is wrong: such failures are answered
+ * `SERVICE_UNAVAILABLE` (retry shortly), not as internal errors. Looks through TypeORM's
+ * `driverError`, `cause` and AggregateError's `errors`.
+ */
+export function isUnavailableError(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== "object" || depth > 4) return false;
+  const e = err as {
+    code?: unknown;
+    message?: unknown;
+    driverError?: unknown;
+    cause?: unknown;
+    errors?: unknown;
+  };
+  if (typeof e.code === "string" && (UNREACHABLE_CODES.has(e.code) || PG_UNAVAILABLE.test(e.code)))
+    return true;
+  if (typeof e.message === "string" && UNAVAILABLE_MESSAGES.test(e.message)) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => isUnavailableError(x, depth + 1)))
+    return true;
+  return isUnavailableError(e.driverError, depth + 1) || isUnavailableError(e.cause, depth + 1);
+}
+
+/** What a request that met an unavailable backing service is answered. */
+export function unavailable(): ServiceUnavailableError {
+  return new ServiceUnavailableError(
+    "A backing service is unavailable (restarting or unreachable); retry shortly",
+    { retryAfterSeconds: 1 },
+  );
+}

@@ -45,11 +45,18 @@ export class PostgresModelCatalog implements ModelCatalog {
     await sub.ready;
     void (async () => {
       for await (const change of sub) {
-        this.reload().catch((err: unknown) =>
-          this.logger.warn({ err, model: change.model }, "catalog reload failed"),
+        this.reload().then(
+          () => this.logger.info({ model: change.model }, "catalog reloaded after an edit"),
+          (err: unknown) => this.logger.warn({ err, model: change.model }, "catalog reload failed"),
         );
       }
     })();
+    // Notices published while Redis was away are lost: read the catalog again at once.
+    sub.onResumed(() => {
+      this.reload().catch((err: unknown) =>
+        this.logger.warn({ err }, "catalog reload after a pub/sub gap failed"),
+      );
+    });
     await this.reload();
     this.timer = setInterval(() => {
       this.reload().catch((err: unknown) =>

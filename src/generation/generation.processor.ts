@@ -3,6 +3,7 @@ import type { GenerationErrorInfo, MediaType } from "../entities";
 import type { ModelCatalog } from "../cost/model-catalog";
 import { estimateCost } from "../cost/cost-estimator";
 import type { Job } from "../infra/queue/queue.driver";
+import { withProviderDeadline } from "../providers/provider.http";
 import {
   ProviderError,
   ProviderErrorCode,
@@ -27,6 +28,9 @@ import type { CacheableResult } from "../cache/cache.service";
 import type { ModelAvailability } from "../routing/model-availability";
 import { observeFinished, type MetricsRecorder } from "../observability/metrics";
 import type { AnomalyObserver } from "../observability/anomaly.detector";
+
+/** How long a cancel at the provider may take after an attempt timed out (at most). */
+const CANCEL_TIMEOUT_MS = 5_000;
 
 export interface ProcessorOptions {
   /** Attempts per generation, across providers. @defaultValue 3 */
@@ -127,20 +131,25 @@ export class GenerationProcessor {
       adapter.supportsWebhooks && this.opts.webhookBaseUrl
         ? `${this.opts.webhookBaseUrl}/webhooks/providers/${adapter.name}`
         : undefined;
+    // The submission counts against the attempt's provider timeout: a provider that never
+    // answers fails the attempt (and frees this worker slot) when it runs out.
+    const timeoutMs = model.timeoutSeconds * 1000;
     try {
-      const result = await adapter.submit({
-        generationId,
-        attempt: started.attempt,
-        model: route.model,
-        mediaType: g.mediaType,
-        prompt: g.prompt,
-        negativePrompt: g.negativePrompt ?? undefined,
-        seed: g.seed,
-        width: g.width ?? undefined,
-        height: g.height ?? undefined,
-        durationSeconds: g.durationSeconds ?? undefined,
-        webhookUrl,
-      });
+      const result = await withProviderDeadline(timeoutMs, () =>
+        adapter.submit({
+          generationId,
+          attempt: started.attempt,
+          model: route.model,
+          mediaType: g.mediaType,
+          prompt: g.prompt,
+          negativePrompt: g.negativePrompt ?? undefined,
+          seed: g.seed,
+          width: g.width ?? undefined,
+          height: g.height ?? undefined,
+          durationSeconds: g.durationSeconds ?? undefined,
+          webhookUrl,
+        }),
+      );
       const next = this.queue.pollJobId(generationId, started.attempt);
       await this.repo.setProviderJob(
         generationId,
@@ -154,12 +163,7 @@ export class GenerationProcessor {
         return this.finish(generationId, started.attempt, adapter, g.mediaType, result.state);
       }
       const delay = webhookUrl ? this.opts.webhookBackstopMs : this.pollDelay(result.pollAfterMs);
-      await this.queue.poll(
-        generationId,
-        started.attempt,
-        Math.min(delay, model.timeoutSeconds * 1000),
-        next,
-      );
+      await this.queue.poll(generationId, started.attempt, Math.min(delay, timeoutMs), next);
     } catch (err) {
       await this.attemptFailed(generationId, started.attempt, err);
     }
@@ -195,11 +199,13 @@ export class GenerationProcessor {
     const timeoutMs = (model?.timeoutSeconds ?? 600) * 1000;
     const elapsed = Date.now() - attempt.startedAt.getTime();
     if (elapsed >= timeoutMs) {
-      await adapter
-        .cancel(attempt.providerJobId)
-        .catch((err: unknown) =>
-          this.logger.warn({ err, generationId }, "cancel after timeout failed"),
-        );
+      // Bounded: a provider that stopped answering must not hold up the next attempt long.
+      const providerJobId = attempt.providerJobId;
+      await withProviderDeadline(Math.min(CANCEL_TIMEOUT_MS, timeoutMs), () =>
+        adapter.cancel(providerJobId),
+      ).catch((err: unknown) =>
+        this.logger.warn({ err, generationId }, "cancel after timeout failed"),
+      );
       return this.attemptFailed(
         generationId,
         attemptNumber,
@@ -227,7 +233,10 @@ export class GenerationProcessor {
     };
     let state: ProviderJobState;
     try {
-      state = await adapter.getStatus(attempt.providerJobId);
+      const providerJobId = attempt.providerJobId;
+      state = await withProviderDeadline(timeoutMs - elapsed, () =>
+        adapter.getStatus(providerJobId),
+      );
     } catch (err) {
       if (err instanceof ProviderError && !err.retryable)
         return this.attemptFailed(generationId, attemptNumber, err);

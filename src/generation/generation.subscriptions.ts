@@ -18,7 +18,9 @@ import type { GenerationRepository } from "./generation.repository";
 /**
  * Live streams for subscribers. Each stream subscribes first, then reads the current state
  * from Postgres and emits it, then passes on only events newer than what it already sent
- * (by version): a late subscriber still sees the result, and nothing arrives twice.
+ * (by version): a late subscriber still sees the result, and nothing arrives twice. When the
+ * pub/sub loses events (Redis restarted), the stream reads the state again once it is
+ * subscribed again, so a subscriber never waits for a final state that has come and gone.
  */
 export class GenerationSubscriptions {
   constructor(
@@ -35,9 +37,16 @@ export class GenerationSubscriptions {
     const sub = this.pubsub.subscribe(Topic.Generation, id);
     try {
       await sub.ready;
-      const current = await this.repo.findSnapshot(id, generationScope(v));
+      const scope = generationScope(v);
+      const current = await this.repo.findSnapshot(id, scope);
       if (!current) throw new NotFoundError("No such generation");
-      return stream([current], sub, { completeOnTerminal: true });
+      return new CurrentThenLive([current], sub, {
+        completeOnTerminal: true,
+        reload: async () => {
+          const again = await this.repo.findSnapshot(id, scope);
+          return again ? [again] : [];
+        },
+      });
     } catch (err) {
       await sub.return();
       throw err;
@@ -69,12 +78,23 @@ export class GenerationSubscriptions {
         : this.pubsub.subscribe(Topic.AccountGenerations, account);
     try {
       await sub.ready;
-      const unfinished = await this.repo.list(
-        { accountId: account, userId: user ?? undefined },
-        { first: 100, status: undefined },
-      );
-      const current = unfinished.nodes.filter((g) => !isTerminal(g.status)).reverse();
-      return stream(current, sub, { completeOnTerminal: false });
+      const since = Date.now();
+      const recent = () =>
+        this.repo.list(
+          { accountId: account, userId: user ?? undefined },
+          { first: 100, status: undefined },
+        );
+      const current = (await recent()).nodes.filter((g) => !isTerminal(g.status)).reverse();
+      return new CurrentThenLive(current, sub, {
+        completeOnTerminal: false,
+        // After a gap: the recent generations that are unfinished or finished since the
+        // stream began (what it may have missed); those it already saw pass the version check
+        // only if they changed.
+        reload: async () =>
+          (await recent()).nodes
+            .filter((g) => !isTerminal(g.status) || Date.parse(g.completedAt ?? "") >= since)
+            .reverse(),
+      });
     } catch (err) {
       await sub.return();
       throw err;
@@ -82,13 +102,16 @@ export class GenerationSubscriptions {
   }
 }
 
-function stream(
-  initial: GenerationSnapshot[],
-  sub: Subscription<GenerationEventPayload>,
-  opts: { completeOnTerminal: boolean },
-): AsyncIterableIterator<GenerationEventPayload> {
-  return new CurrentThenLive(initial, sub, opts.completeOnTerminal);
+interface StreamOptions {
+  /** End the stream once the (single) generation is terminal. */
+  completeOnTerminal: boolean;
+  /** The current state of what the stream covers, read again after the pub/sub lost events. */
+  reload: () => Promise<GenerationSnapshot[]>;
 }
+
+/** How long a stream keeps trying to read the state again after a gap (Postgres down too). */
+const RELOAD_RETRY_MS = 1_000;
+const RELOAD_ATTEMPTS = 30;
 
 /**
  * Not an async generator on purpose: a generator awaiting the next event cannot be returned
@@ -98,12 +121,55 @@ function stream(
 class CurrentThenLive implements AsyncIterableIterator<GenerationEventPayload> {
   private readonly seen = new Map<string, number>();
   private finished = false;
+  private reloading = false;
+  private reloadAgain = false;
+  private readonly completeOnTerminal: boolean;
 
   constructor(
     private readonly initial: GenerationSnapshot[],
     private readonly sub: Subscription<GenerationEventPayload>,
-    private readonly completeOnTerminal: boolean,
-  ) {}
+    private readonly opts: StreamOptions,
+  ) {
+    this.completeOnTerminal = opts.completeOnTerminal;
+    // Events published while the pub/sub was away are lost: read the state again and pass it
+    // on like an event (the version check drops what was already sent).
+    sub.onResumed(() => void this.reload());
+  }
+
+  private async reload(): Promise<void> {
+    // A gap while a read is under way may postdate it: read once more after it.
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = true;
+    try {
+      do {
+        this.reloadAgain = false;
+        await this.reloadOnce();
+      } while (this.reloadAgain && !this.finished);
+    } finally {
+      this.reloading = false;
+    }
+  }
+
+  private async reloadOnce(): Promise<void> {
+    for (let attempt = 1; attempt <= RELOAD_ATTEMPTS && !this.finished; attempt++) {
+      try {
+        for (const g of await this.opts.reload()) {
+          this.sub.push({
+            type: eventTypeForStatus(g.status, g.progress),
+            at: new Date().toISOString(),
+            generation: g,
+          });
+        }
+        return;
+      } catch {
+        // Postgres is away too: try again shortly.
+        await new Promise((resolve) => setTimeout(resolve, RELOAD_RETRY_MS).unref());
+      }
+    }
+  }
 
   async next(): Promise<IteratorResult<GenerationEventPayload>> {
     while (!this.finished) {

@@ -1,8 +1,9 @@
 import { GraphQLError, type GraphQLFormattedError } from "graphql";
-import { AppError } from "../common/errors";
+import { AppError, isUnavailableError, unavailable } from "../common/errors";
 
 /**
  * The one place errors become what clients see: our errors keep their code and extensions;
+ * a backing service that is down is `SERVICE_UNAVAILABLE` (see `isUnavailableError`);
  * GraphQL's own (syntax, validation, bad variables) keep theirs; anything else is an internal
  * error with no message, stack or SQL.
  */
@@ -10,7 +11,9 @@ export function formatError(
   formatted: GraphQLFormattedError,
   error: unknown,
 ): GraphQLFormattedError {
-  const original = error instanceof GraphQLError ? (error.originalError ?? null) : error;
+  let original = error instanceof GraphQLError ? (error.originalError ?? null) : error;
+  // Postgres or Redis restarting is not the request's fault nor a bug: say so, and when to retry.
+  if (!(original instanceof AppError) && isUnavailableError(original)) original = unavailable();
   if (original instanceof AppError) {
     return {
       message: original.message,
@@ -65,6 +68,9 @@ export function formatError(
 export function isUnexpected(error: unknown): boolean {
   const original = error instanceof GraphQLError ? error.originalError : error;
   return (
-    original !== undefined && !(original instanceof AppError) && !(original instanceof GraphQLError)
+    original !== undefined &&
+    !(original instanceof AppError) &&
+    !(original instanceof GraphQLError) &&
+    !isUnavailableError(original)
   );
 }

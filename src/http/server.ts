@@ -14,7 +14,7 @@ import { useServer } from "graphql-ws/use/ws";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Viewer } from "../auth/viewer";
 import type { App } from "../app/app";
-import { AppError } from "../common/errors";
+import { AppError, isUnavailableError, unavailable } from "../common/errors";
 import type { GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
 import {
@@ -81,6 +81,8 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     set?.delete(ctx);
     if (set?.size === 0) byCredential.delete(name);
   };
+  // Each operation's viewer, from `onSubscribe` to `context`.
+  const viewers = new WeakMap<object, Map<string, Viewer | null>>();
   const wsServer = useServer<{ authorization?: unknown }, WsExtra>(
     {
       schema,
@@ -92,6 +94,15 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           viewer = await services.auth.authenticate(typeof auth === "string" ? auth : undefined);
         } catch (err) {
           if (err instanceof AppError) return false;
+          if (isUnavailableError(err)) {
+            // 1013 "try again later": clients reconnect (a 4403 would say the key is bad).
+            logger.warn(
+              { err: String(err) },
+              "websocket refused: a backing service is unavailable",
+            );
+            ctx.extra.socket.close(1013, "Service unavailable; try again later");
+            return false;
+          }
           logger.error({ err }, "websocket authentication failed");
           return false;
         }
@@ -114,8 +125,12 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
         return true;
       },
       // Parsed, validated and costed like an HTTP request; within the connection's and the
-      // credential's caps of operations in flight (this one is already counted).
-      onSubscribe: (ctx, _id, payload) => {
+      // credential's caps of operations in flight (this one is already counted). The credential
+      // is checked again for every operation, so a key revoked (or a token expired) while the
+      // socket stays open cannot start new subscriptions. Here rather than in `context`: what
+      // `context` throws closes the whole socket (4500, which clients do not retry), what this
+      // returns is that operation's error (SERVICE_UNAVAILABLE while Postgres restarts).
+      onSubscribe: async (ctx, id, payload) => {
         const perConnection = Object.keys(ctx.subscriptions).length;
         if (perConnection > config.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION) {
           return [tooMany("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", config)];
@@ -128,6 +143,21 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
         }
         const checked = checkOperation(schema, payload, limits);
         if ("errors" in checked) return checked.errors;
+        const auth = ctx.connectionParams?.authorization;
+        try {
+          const viewer = await services.auth
+            .authenticate(typeof auth === "string" ? auth : undefined)
+            .catch((err: unknown) => {
+              if (err instanceof AppError) return null;
+              throw err;
+            });
+          let pending = viewers.get(ctx);
+          if (!pending) viewers.set(ctx, (pending = new Map()));
+          pending.set(id, viewer);
+        } catch (err) {
+          const original = err instanceof Error ? err : new Error(String(err));
+          return [new GraphQLError(original.message, { originalError: original })];
+        }
         return {
           schema,
           document: checked.document,
@@ -135,20 +165,15 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           operationName: payload.operationName,
         };
       },
-      // Checked again for every operation, so a key revoked (or a token expired) while the
-      // socket stays open cannot start new subscriptions.
-      context: async (ctx): Promise<GraphQLContext> => {
-        const auth = ctx.connectionParams?.authorization;
-        const viewer = await services.auth
-          .authenticate(typeof auth === "string" ? auth : undefined)
-          .catch((err: unknown) => {
-            if (err instanceof AppError) return null;
-            throw err;
-          });
+      context: (ctx, id): GraphQLContext => {
+        const pending = viewers.get(ctx);
+        const viewer = pending?.get(id) ?? null;
+        pending?.delete(id);
         return { viewer, services };
       },
       onClose: (ctx) => {
         forget(ctx);
+        viewers.delete(ctx);
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors
@@ -183,6 +208,11 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => {
       if (isUnexpected(error)) logger.error({ err: error }, "unexpected error in a resolver");
+      else if (isUnavailableError(originalOf(error)))
+        logger.warn(
+          { err: String(originalOf(error)) },
+          "request refused: a backing service is unavailable",
+        );
       const out = formatError(formatted, error);
       app.metrics.error("graphql", errorCodeOf(out));
       return out;
@@ -254,6 +284,14 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           if (err instanceof AppError) {
             throw new GraphQLError(err.message, {
               extensions: { code: err.code, http: { status: 401 } },
+            });
+          }
+          if (isUnavailableError(err)) {
+            // Answered like any refusal (200, with the code), not as Apollo's 500.
+            const refusal = unavailable();
+            throw new GraphQLError(refusal.message, {
+              originalError: refusal,
+              extensions: { http: { status: 200 } },
             });
           }
           throw err;
@@ -393,8 +431,17 @@ function errorCodeOf(formatted: { extensions?: Record<string, unknown> }): strin
   return typeof code === "string" ? code : "INTERNAL_SERVER_ERROR";
 }
 
+function originalOf(error: unknown): unknown {
+  return error instanceof GraphQLError ? error.originalError : error;
+}
+
 function toFormatted(error: GraphQLError, app: App): GraphQLError {
   if (isUnexpected(error)) app.logger.error({ err: error }, "unexpected error in a subscription");
+  else if (isUnavailableError(originalOf(error)))
+    app.logger.warn(
+      { err: String(originalOf(error)) },
+      "subscription refused: a backing service is unavailable",
+    );
   const f = formatError(error.toJSON(), error);
   app.metrics.error("graphql", errorCodeOf(f));
   return new GraphQLError(f.message, { extensions: f.extensions });

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { SpanKind } from "@opentelemetry/api";
 import { withSpan } from "../observability/tracing";
 import { ProviderError, ProviderErrorCode } from "./provider.adapter";
@@ -12,6 +13,21 @@ export interface ProviderFetchOptions {
   timeoutMs?: number;
   /** Statuses that are an answer, not an error (e.g. fal's 202 while queued). */
   okStatuses?: number[];
+}
+
+/**
+ * The deadline (epoch ms) of the provider call under way, set by the worker around each
+ * adapter call (`withProviderDeadline`): every HTTP request the adapter makes for it gives up
+ * by then, whatever its own timeout. A provider that accepts the connection and never answers
+ * then costs an attempt its provider timeout, not a worker slot for the adapter's 30 s or more.
+ */
+const deadline = new AsyncLocalStorage<number>();
+
+/** Runs `fn` (an adapter call) with every provider request in it bounded to `ms` from now. */
+export function withProviderDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
+  const at = Date.now() + Math.max(1, ms);
+  const outer = deadline.getStore();
+  return deadline.run(outer !== undefined ? Math.min(outer, at) : at, fn);
 }
 
 /** Longest Retry-After honoured; beyond it the worker's own backoff applies. */
@@ -61,6 +77,9 @@ async function fetchOnce<T>(
   opts: ProviderFetchOptions,
 ): Promise<{ status: number; body: T; headers: Headers }> {
   let res: Response;
+  const own = opts.timeoutMs ?? 30_000;
+  const until = deadline.getStore();
+  const timeoutMs = until !== undefined ? Math.max(1, Math.min(own, until - Date.now())) : own;
   try {
     res = await fetch(url, {
       method,
@@ -70,7 +89,7 @@ async function fetchOnce<T>(
         ...opts.headers,
       },
       body: opts.json !== undefined ? JSON.stringify(opts.json) : opts.body,
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+      signal: AbortSignal.timeout(timeoutMs),
       redirect: "error",
     });
   } catch (err) {

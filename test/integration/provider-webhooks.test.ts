@@ -235,6 +235,25 @@ describe("a real provider protocol (Replicate) end to end", () => {
     ).toBe(true);
   });
 
+  it("fails an attempt whose submission is never answered at the provider timeout, not the HTTP client's, and moves on", async () => {
+    const { server, key, socket } = await start({ PROVIDER_TIMEOUT_SECONDS: "1" });
+    // The create request is accepted and never answered (the adapter's own limit is 30 s).
+    fake.hangNext(1);
+    const started = Date.now();
+    const res = await gql(server.url, GENERATE, { input: IMAGE }, key);
+    const sub = socket.subscribe(WATCH, { id: res.data!.generate.id });
+    const failed = await sub.until((m) => m.generationUpdated.type === "ATTEMPT_FAILED");
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const [first] = failed.generationUpdated.generation.attempts;
+    expect(first).toMatchObject({ status: "FAILED", provider: "replicate" });
+    expect(first.error).toMatch(/timed out/);
+    // The next attempts were sent (and, never driven by the fake, time out in turn): the
+    // generation ends here, leaving nothing to the next test's server.
+    const done = await sub.until((m) => m.generationUpdated.type === "FAILED");
+    expect(done.generationUpdated.generation.error.code).toBe("PROVIDER_TIMEOUT");
+    expect(done.generationUpdated.generation.attempts).toHaveLength(3);
+  });
+
   it("fails with PROVIDER_TIMEOUT when the provider never answers, canceling each attempt", async () => {
     const { server, key, socket } = await start({ PROVIDER_TIMEOUT_SECONDS: "0.5" });
     const res = await gql(server.url, GENERATE, { input: IMAGE }, key);

@@ -56,6 +56,14 @@ export interface TopicPayloads {
 export interface Subscription<T> extends AsyncIterableIterator<T> {
   /** Resolves once the subscription is live, so nothing published after it is missed. */
   ready: Promise<void>;
+  /**
+   * Calls `listener` each time the subscription is live again after the transport lost it
+   * (Redis restarted, the connection dropped): whatever was published meanwhile is gone, so a
+   * subscriber that must not miss a state reads it again from Postgres.
+   */
+  onResumed(listener: () => void): void;
+  /** Hands this subscriber a value as if it had been published (a state read again). */
+  push(value: T): void;
   return(): Promise<IteratorResult<T>>;
 }
 
@@ -69,6 +77,7 @@ export interface PubSub {
 export class PushIterator<T> implements Subscription<T> {
   private readonly buffer: T[] = [];
   private readonly pullers: Array<(r: IteratorResult<T>) => void> = [];
+  private readonly resumedListeners: Array<() => void> = [];
   private done = false;
 
   constructor(
@@ -85,6 +94,21 @@ export class PushIterator<T> implements Subscription<T> {
     else if (this.buffer.length < this.maxBuffer) this.buffer.push(value);
   }
 
+  onResumed(listener: () => void): void {
+    this.resumedListeners.push(listener);
+  }
+
+  /** The transport is live again after a gap (see `Subscription.onResumed`). */
+  resumed(): void {
+    if (this.done) return;
+    for (const listener of this.resumedListeners) listener();
+  }
+
+  /** Whether `return()` has ended it. */
+  get closed(): boolean {
+    return this.done;
+  }
+
   next(): Promise<IteratorResult<T>> {
     if (this.buffer.length > 0)
       return Promise.resolve({ value: this.buffer.shift()!, done: false });
@@ -97,6 +121,7 @@ export class PushIterator<T> implements Subscription<T> {
       this.done = true;
       this.buffer.length = 0;
       for (const p of this.pullers.splice(0)) p({ value: undefined, done: true });
+      this.resumedListeners.length = 0;
       this.onClose();
     }
     return Promise.resolve({ value: undefined, done: true });
