@@ -23,9 +23,9 @@ import type { Scenario } from "./lib/scenario";
 import { int, ms, pct, pool, sleep, summarize } from "./lib/stats";
 import type { Client } from "graphql-ws";
 
-const N = Number(process.env.BENCH_E2E_GENERATIONS ?? 3000);
+const N = Number(process.env.BENCH_E2E_GENERATIONS ?? 1000);
 const INFLIGHT = Number(process.env.BENCH_E2E_INFLIGHT ?? 200);
-const DRAIN = Number(process.env.BENCH_E2E_DRAIN ?? 3000);
+const DRAIN = Number(process.env.BENCH_E2E_DRAIN ?? 1000);
 const SOCKETS = 8;
 const USERS = 200;
 /** Queue steps a worker runs at once. Steps wait on Postgres and Redis, not on the CPU. */

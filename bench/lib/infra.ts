@@ -23,8 +23,8 @@ export interface Infra {
 
 /**
  * Settings every scenario starts from: a zero-latency simulated provider with one progress
- * step, short polls, and no per-credential rate limit (the bench is one client standing in
- * for many). Scenarios override what they measure.
+ * step, short polls, and no per-credential rate limit or WebSocket cap (the bench is one
+ * client standing in for many). Scenarios override what they measure.
  */
 export const BENCH_DEFAULTS: Record<string, string> = {
   SIM_LATENCY_MS: "0",
@@ -34,6 +34,11 @@ export const BENCH_DEFAULTS: Record<string, string> = {
   POLL_MAX_MS: "100",
   RATE_LIMIT_PER_SECOND: "100000",
   RATE_LIMIT_BURST: "100000",
+  // One bench client stands in for thousands of users on one key: lift the per-key WebSocket
+  // caps (the fan-out scenario opens 5,000 connections).
+  WS_MAX_CONNECTIONS: "20000",
+  WS_MAX_CONNECTIONS_PER_KEY: "20000",
+  WS_MAX_SUBSCRIPTIONS_PER_KEY: "100000",
   NODE_ENV: "production",
   PLAYGROUND: "false",
 };
