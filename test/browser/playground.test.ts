@@ -71,7 +71,7 @@ describeInBrowser("the GraphQL playground in a browser", () => {
         in: {
           userId: "u1",
           mediaType: "IMAGE",
-          prompt: "a lighthouse [sim:latency=2500]",
+          prompt: "a lighthouse [sim:latency=6000]",
           width: 256,
           height: 256,
         },
