@@ -1,3 +1,4 @@
+import Redis from "ioredis";
 import { createLogger } from "../../src/common/logger";
 import { deferred } from "../../src/common/deferred";
 import { BullMqDriver } from "../../src/infra/queue/bullmq.driver";
@@ -156,5 +157,33 @@ describe.each(drivers)("%s queue driver", (_name, make) => {
     release.resolve();
     await closing;
     expect(finished).toBe(true);
+  });
+});
+
+describe("BullMQ driver after keys were lost", () => {
+  it("does not count a job whose id is still queued but whose data is gone", async () => {
+    const prefix = uniquePrefix();
+    const driver = new BullMqDriver({
+      connection: redisOptions(TEST_REDIS_URL) as never,
+      prefix,
+      queueName: "generations",
+      logger,
+    });
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      await driver.add("submit", { generationId: "g" }, { jobId: "orphan" });
+      expect(await driver.has("orphan")).toBe(true);
+      // The id stays in the waiting list; the job's hash is deleted (a partial flush).
+      await redis.del(`${prefix}:generations:orphan`);
+      expect(await redis.llen(`${prefix}:generations:wait`)).toBe(1);
+      expect(await driver.has("orphan")).toBe(false);
+      // Added again under the same id, it is there to run.
+      await driver.add("submit", { generationId: "g" }, { jobId: "orphan" });
+      expect(await driver.has("orphan")).toBe(true);
+    } finally {
+      redis.disconnect();
+      await driver.close();
+      await deletePrefix(prefix);
+    }
   });
 });

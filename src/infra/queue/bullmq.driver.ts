@@ -44,8 +44,17 @@ export class BullMqDriver implements QueueDriver {
     });
   }
 
+  /**
+   * Whether the job is still there to run. Its id in a waiting, delayed or active set is not
+   * enough: keys deleted part-way (a flush, an eviction, a failover losing writes) can leave
+   * the id without the job's hash, which no worker can ever run ("Missing key for job").
+   */
   async has(jobId: string): Promise<boolean> {
-    const state = await this.queue.getJobState(jobId);
+    const [job, state] = await Promise.all([
+      this.queue.getJob(jobId),
+      this.queue.getJobState(jobId),
+    ]);
+    if (!job) return false;
     return ["waiting", "delayed", "active", "prioritized", "waiting-children"].includes(state);
   }
 
