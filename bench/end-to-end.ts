@@ -75,12 +75,19 @@ export const endToEndScenario: Scenario = (ctx) =>
         });
         const accepted = performance.now() - t0;
         const status = await new Promise<string>((resolve, reject) => {
+          // A message with errors and no data is counted too: it names why a stream ended.
+          let lastError: string | undefined;
           const dispose = clients[i % SOCKETS]!.subscribe<{
             generationUpdated: { type: string; generation: { status: string } };
           }>(
             { query: WATCH, variables: { id: generate.id } },
             {
               next: (m) => {
+                if (m.errors?.length) {
+                  const code = (m.errors[0] as { extensions?: { code?: unknown } }).extensions
+                    ?.code;
+                  lastError = typeof code === "string" ? code : m.errors[0]!.message;
+                }
                 const s = m.data?.generationUpdated.generation.status;
                 if (s === "SUCCEEDED" || s === "FAILED" || s === "CANCELED") {
                   dispose();
@@ -88,7 +95,7 @@ export const endToEndScenario: Scenario = (ctx) =>
                 }
               },
               error: (e) => reject(new Error(JSON.stringify(e))),
-              complete: () => resolve("COMPLETE"),
+              complete: () => resolve(lastError ? `COMPLETE after ${lastError}` : "COMPLETE"),
             },
           );
         });
