@@ -135,7 +135,20 @@ describe("scale-out: two api and two worker processes on one Postgres and one Re
         expect(succeeded.sort()).toEqual([...all].sort());
       }
 
-      // Both workers ran generations; neither api ran any.
+      // Both workers ran generations; neither api ran any. A worker logs a success after it
+      // has published it, so wait for each line rather than read the logs at once.
+      await Promise.all(
+        all.map((id) =>
+          Promise.any(
+            workers.map((w) =>
+              w.waitForLog(
+                (l) => l.json?.msg === "generation succeeded" && l.json.generationId === id,
+                { timeoutMs: 30_000, what: `the success of ${id}` },
+              ),
+            ),
+          ),
+        ),
+      );
       const ran = (p: GengateProcess) =>
         p.logs
           .filter((l) => l.json?.msg === "generation succeeded")
