@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import { Queue, Worker, type RedisOptions as BullRedisOptions } from "bullmq";
 import { Client as PgClient } from "pg";
 import { redisOptions } from "../src/infra/redis";
-import { adminKey, createPartner, gql, GENERATE, WATCH, wsClient } from "./lib/graphql";
+import { adminKey, createPartner, gql, GENERATE, untilTerminal, wsClient } from "./lib/graphql";
 import { deleteKeys, withInfra } from "./lib/infra";
 import { startGengate, stopGengate, type GengateProcess } from "./lib/processes";
 import type { Scenario } from "./lib/scenario";
@@ -74,31 +74,7 @@ export const endToEndScenario: Scenario = (ctx) =>
           input: input(tag),
         });
         const accepted = performance.now() - t0;
-        const status = await new Promise<string>((resolve, reject) => {
-          // A message with errors and no data is counted too: it names why a stream ended.
-          let lastError: string | undefined;
-          const dispose = clients[i % SOCKETS]!.subscribe<{
-            generationUpdated: { type: string; generation: { status: string } };
-          }>(
-            { query: WATCH, variables: { id: generate.id } },
-            {
-              next: (m) => {
-                if (m.errors?.length) {
-                  const code = (m.errors[0] as { extensions?: { code?: unknown } }).extensions
-                    ?.code;
-                  lastError = typeof code === "string" ? code : m.errors[0]!.message;
-                }
-                const s = m.data?.generationUpdated.generation.status;
-                if (s === "SUCCEEDED" || s === "FAILED" || s === "CANCELED") {
-                  dispose();
-                  resolve(s);
-                }
-              },
-              error: (e) => reject(new Error(JSON.stringify(e))),
-              complete: () => resolve(lastError ? `COMPLETE after ${lastError}` : "COMPLETE"),
-            },
-          );
-        });
+        const status = await untilTerminal(clients[i % SOCKETS]!, generate.id);
         return { total: performance.now() - t0, accepted, status };
       };
 

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Client } from "graphql-ws";
-import { adminKey, createPartner, gql, GENERATE, WATCH, wsClient } from "./lib/graphql";
+import { adminKey, createPartner, gql, GENERATE, untilTerminal, wsClient } from "./lib/graphql";
 import { withInfra } from "./lib/infra";
 import { startGengate, stopGengate, type GengateProcess } from "./lib/processes";
 import type { Scenario } from "./lib/scenario";
@@ -87,7 +87,7 @@ export const resilienceScenario: Scenario = (ctx) =>
               height: 64,
             },
           });
-          const status = await terminal(clients[i % clients.length]!, generate.id);
+          const status = await untilTerminal(clients[i % clients.length]!, generate.id);
           const ms_ = performance.now() - t0;
           const { generation } = await gql<{
             generation: { attempts: Array<{ number: number }>; error: { code: string } | null };
@@ -193,22 +193,3 @@ phase runs again with new prompts, in the same processes.`,
       await Promise.all([stopGengate(primary), stopGengate(fallback)]);
     }
   });
-
-function terminal(client: Client, id: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const dispose = client.subscribe<{ generationUpdated: { generation: { status: string } } }>(
-      { query: WATCH, variables: { id } },
-      {
-        next: (m) => {
-          const s = m.data?.generationUpdated.generation.status;
-          if (s === "SUCCEEDED" || s === "FAILED" || s === "CANCELED") {
-            dispose();
-            resolve(s);
-          }
-        },
-        error: (e) => reject(new Error(JSON.stringify(e))),
-        complete: () => resolve("COMPLETE"),
-      },
-    );
-  });
-}

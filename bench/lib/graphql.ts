@@ -88,6 +88,42 @@ export function wsClient(url: string, key: string): Client {
   });
 }
 
+/**
+ * Follows one generation on `client` until the server completes the stream. Resolves with the
+ * final status, or "COMPLETE after <what was seen>" (or the error code that ended it) when the
+ * stream ended without one: a bug this makes visible.
+ *
+ * It does not dispose the subscription on the final status: the server completes the stream
+ * itself, and graphql-ws' client releases a subscription disposed from `next` a second time
+ * when that complete arrives, which can close the socket under the others (all of them then
+ * "complete" with nothing received).
+ */
+export function untilTerminal(client: Client, id: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let final: string | undefined;
+    let error: string | undefined;
+    const seen: string[] = [];
+    client.subscribe<{ generationUpdated: { generation: { status: string } } }>(
+      { query: WATCH, variables: { id } },
+      {
+        next: (m) => {
+          if (m.errors?.length) {
+            const code = (m.errors[0] as { extensions?: { code?: unknown } }).extensions?.code;
+            error = typeof code === "string" ? code : m.errors[0]!.message;
+          }
+          const s = m.data?.generationUpdated.generation.status;
+          if (!s) return;
+          seen.push(s);
+          if (s === "SUCCEEDED" || s === "FAILED" || s === "CANCELED") final = s;
+        },
+        error: (e) => reject(new Error(JSON.stringify(e))),
+        complete: () =>
+          resolve(final ?? `COMPLETE after ${error ?? (seen.join(",") || "nothing")}`),
+      },
+    );
+  });
+}
+
 /** An ADMIN key from `gengate create-key`, which also migrates the fresh database: run it first. */
 export function adminKey(env: Record<string, string>): Promise<string> {
   return runGengate(["create-key", "--role", "admin"], env);
