@@ -192,6 +192,8 @@ export class CallbackService {
     generation: GenerationSnapshot,
     event: CallbackEvent,
   ): Promise<CallbackDeliveryEntity | null> {
+    // Most generations have none: the snapshot says so without a read.
+    if (generation.hasCallback === false) return null;
     const target = await this.repo.callbackTarget(generation.id);
     return target ? this.enqueue(generation, event, target.url) : null;
   }

@@ -66,6 +66,8 @@ export interface GenerationSnapshot {
   quality: QualityReportInfo | null;
   attempts: AttemptSnapshot[];
   metadata: unknown;
+  /** Whether the request gave a callback URL; unknown where absent. */
+  hasCallback?: boolean;
   version: number;
   createdAt: string;
   startedAt: string | null;
@@ -104,6 +106,7 @@ export function toSnapshot(g: GenerationEntity, attempts: AttemptEntity[]): Gene
     error: g.error,
     quality: g.quality ?? null,
     metadata: g.params.metadata ?? null,
+    hasCallback: g.params.callbackUrl != null,
     attempts: attempts
       .slice()
       .sort((a, b) => a.number - b.number)

@@ -216,14 +216,15 @@ export class GenerationProcessor {
         ),
       );
     }
-    const schedule = async (hintMs: number | undefined) => {
-      if (once) return;
+    const next = once ? undefined : this.queue.pollJobId(generationId, attemptNumber);
+    /** Queues the next status check; `noted` when the attempt already names it. */
+    const schedule = async (hintMs: number | undefined, noted = false) => {
+      if (!next) return;
       const base =
         this.opts.webhookBaseUrl && adapter.supportsWebhooks
           ? this.opts.webhookBackstopMs
           : this.pollDelay(hintMs, elapsed);
-      const next = this.queue.pollJobId(generationId, attemptNumber);
-      await this.repo.notePoll(generationId, attemptNumber, next);
+      if (!noted) await this.repo.notePoll(generationId, attemptNumber, next);
       await this.queue.poll(
         generationId,
         attemptNumber,
@@ -245,13 +246,15 @@ export class GenerationProcessor {
       return schedule(this.opts.pollMaxMs);
     }
     if (!isFinished(state)) {
+      // One transaction records the progress and the check that comes next.
       const moved = await this.repo.touchProgress(
         generationId,
         attemptNumber,
         clampProgress(state.progress),
+        next,
       );
       if (moved) await this.publish("PROGRESS", moved);
-      return schedule(state.pollAfterMs);
+      return schedule(state.pollAfterMs, true);
     }
     // What was just read serves the success path, which would otherwise read it again.
     return this.finish(

@@ -103,9 +103,8 @@ export class GenerationRepository {
   ) {}
 
   async findSnapshot(id: string, scope: AccessScope = {}): Promise<GenerationSnapshot | null> {
-    const g = await this.db.getRepository(GenerationEntity).findOneBy({ id, ...scopeWhere(scope) });
-    if (!g) return null;
-    return this.withAttempts(this.db.manager, g);
+    const found = await this.load(this.db.manager, id, { scope });
+    return found && toSnapshot(found.generation, found.attempts);
   }
 
   async list(
@@ -647,9 +646,10 @@ export class GenerationRepository {
     model: string,
   ): Promise<{ generation: GenerationSnapshot; attempt: number } | null> {
     return this.db.transaction(async (m) => {
-      const g = await this.lock(m, id);
-      if (!g || (g.status !== "QUEUED" && g.status !== "PROCESSING")) return null;
-      const attempts = await m.getRepository(AttemptEntity).findBy({ generationId: id });
+      const found = await this.load(m, id, { lock: true });
+      if (!found) return null;
+      const { generation: g, attempts } = found;
+      if (g.status !== "QUEUED" && g.status !== "PROCESSING") return null;
       if (attempts.some((a) => a.status === "RUNNING")) return null;
       const number = attempts.reduce((max, a) => Math.max(max, a.number), 0) + 1;
       const startedAt = new Date();
@@ -729,11 +729,9 @@ export class GenerationRepository {
     id: string,
     attempt: number,
   ): Promise<{ generation: GenerationEntity; attempt: AttemptEntity } | null> {
-    const generation = await this.db.getRepository(GenerationEntity).findOneBy({ id });
-    const a = await this.db
-      .getRepository(AttemptEntity)
-      .findOneBy({ generationId: id, number: attempt });
-    return generation && a ? { generation, attempt: a } : null;
+    const found = await this.load(this.db.manager, id);
+    const a = found?.attempts.find((x) => x.number === attempt);
+    return found && a ? { generation: found.generation, attempt: a } : null;
   }
 
   /** The attempt a provider's job id belongs to (webhooks name only that). */
@@ -796,11 +794,11 @@ export class GenerationRepository {
     quality: QualityReportInfo | null = null,
   ): Promise<Finished | null> {
     return this.db.transaction(async (m) => {
-      const g = await this.lock(m, id);
-      if (!g || g.status !== "PROCESSING") return null;
-      // All of them, for the snapshot returned: it is built from what this transaction read
-      // and wrote, not read again.
-      const attempts = await m.getRepository(AttemptEntity).findBy({ generationId: id });
+      // All the attempts, for the snapshot returned: it is built from what this transaction
+      // read and wrote, not read again.
+      const found = await this.load(m, id, { lock: true });
+      if (!found || found.generation.status !== "PROCESSING") return null;
+      const { generation: g, attempts } = found;
       const a = attempts.find((x) => x.number === attempt);
       if (!a || a.status !== "RUNNING") return null;
       const endedAt = new Date();
@@ -827,6 +825,23 @@ export class GenerationRepository {
           quality && JSON.stringify(quality),
         ],
       )) as [Array<{ completed_at: Date; updated_at: Date; version: number }>, number];
+      const followerIds = (await m.query(
+        `UPDATE generations
+            SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, provider = $3,
+                cost_usd = 0, estimated_cost_usd = 0, cached = true,
+                started_at = COALESCE(started_at, now()), completed_at = now(),
+                updated_at = now(), version = version + 1
+          WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
+          RETURNING id`,
+        [id, JSON.stringify(outputs), a.provider],
+      )) as [Array<{ id: string }>, number];
+      const ids = followerIds[0].map((r) => r.id);
+      // The budget: this one is charged its cost, the attached ones nothing; all release.
+      await this.budgets.settle(m, [{ id, costUsd }, ...ids.map((f) => ({ id: f, costUsd: 0 }))]);
+      await this.recordCallbacks(m, [...withCallback(g, id), ...ids], "SUCCEEDED");
+      // Usage last, just before the commit: its trigger adds to the account's daily usage row,
+      // which every generation of the account finishing that day updates, so that row's lock
+      // is held for the commit only, not for the rest of the transaction too.
       await m
         .createQueryBuilder()
         .insert()
@@ -846,17 +861,6 @@ export class GenerationRepository {
         })
         .orIgnore()
         .execute();
-      const followerIds = (await m.query(
-        `UPDATE generations
-            SET status = 'SUCCEEDED', progress = 1, outputs = $2::jsonb, provider = $3,
-                cost_usd = 0, estimated_cost_usd = 0, cached = true,
-                started_at = COALESCE(started_at, now()), completed_at = now(),
-                updated_at = now(), version = version + 1
-          WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
-          RETURNING id`,
-        [id, JSON.stringify(outputs), a.provider],
-      )) as [Array<{ id: string }>, number];
-      const ids = followerIds[0].map((r) => r.id);
       if (ids.length > 0) {
         await m.query(
           `INSERT INTO usage_records (account_id, end_user_id, user_id, generation_id, model,
@@ -868,9 +872,6 @@ export class GenerationRepository {
           [ids, a.provider, costUsd.toFixed(6)],
         );
       }
-      // The budget: this one is charged its cost, the attached ones nothing; all release.
-      await this.budgets.settle(m, [{ id, costUsd }, ...ids.map((f) => ({ id: f, costUsd: 0 }))]);
-      await this.recordCallbacks(m, [id, ...ids], "SUCCEEDED");
       // As stored: amounts rounded to micro-dollars, JSON as it reads back.
       const cost = Number(costUsd.toFixed(6));
       const reread = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -1229,10 +1230,38 @@ export class GenerationRepository {
     id: string,
     attempt: number,
   ): Promise<{ generation: GenerationEntity; attempt: AttemptEntity } | null> {
-    const generation = await this.lock(m, id);
-    if (!generation || generation.status !== "PROCESSING") return null;
-    const a = await m.getRepository(AttemptEntity).findOneBy({ generationId: id, number: attempt });
-    return a && a.status === "RUNNING" ? { generation, attempt: a } : null;
+    const found = await this.load(m, id, { lock: true });
+    if (!found || found.generation.status !== "PROCESSING") return null;
+    const a = found.attempts.find((x) => x.number === attempt);
+    return a && a.status === "RUNNING" ? { generation: found.generation, attempt: a } : null;
+  }
+
+  /**
+   * A generation and its attempts in one round trip (a join); with `lock`, the generation's
+   * row is locked for the transaction. Every step of a generation starts with this read, and
+   * on a loaded host each round trip to Postgres costs more than the query itself.
+   */
+  private async load(
+    m: EntityManager,
+    id: string,
+    opts: { lock?: boolean; scope?: AccessScope } = {},
+  ): Promise<{ generation: GenerationEntity; attempts: AttemptEntity[] } | null> {
+    const qb = m
+      .getRepository(GenerationEntity)
+      .createQueryBuilder("g")
+      .leftJoinAndMapMany("g.attempts", AttemptEntity, "a", "a.generation_id = g.id")
+      .where("g.id = :id", { id })
+      .orderBy("a.number", "ASC");
+    const { accountId, userId } = scopeWhere(opts.scope ?? {});
+    if (accountId) qb.andWhere("g.account_id = :accountId", { accountId });
+    if (userId !== undefined) qb.andWhere("g.user_id = :userId", { userId });
+    // Only the generation's row: an outer join's nullable side cannot be locked.
+    if (opts.lock) qb.setLock("pessimistic_write", undefined, ["g"]);
+    const g = (await qb.getOne()) as (GenerationEntity & { attempts?: AttemptEntity[] }) | null;
+    if (!g) return null;
+    const attempts = g.attempts ?? [];
+    delete g.attempts;
+    return { generation: g, attempts };
   }
 
   private async lock(m: EntityManager, id: string): Promise<GenerationEntity | null> {
@@ -1267,6 +1296,11 @@ export class GenerationRepository {
     }
     return byGeneration;
   }
+}
+
+/** `[id]` when the generation was given a callback URL: no statement for those without. */
+function withCallback(g: GenerationEntity, id: string): string[] {
+  return g.params.callbackUrl != null ? [id] : [];
 }
 
 function scopeWhere(scope: AccessScope): { accountId?: string; userId?: string } {
