@@ -164,8 +164,16 @@ export class CacheService {
     else this.optedOut.delete(accountId);
   }
 
+  /** Deletes expired semantic entries, and keeps the planner's view of the table current. */
   async sweepExpired(): Promise<number> {
-    return this.semantic ? this.semantic.repo.deleteExpired() : 0;
+    if (!this.semantic) return 0;
+    const swept = await this.semantic.repo.deleteExpired();
+    // Only the lookups' speed depends on it: a failure must not stop the pass it runs in.
+    await this.semantic.repo.refreshStatistics().then(
+      (analyzed) => analyzed && this.logger.debug("semantic cache statistics refreshed"),
+      (err: unknown) => this.logger.warn({ err }, "semantic cache statistics not refreshed"),
+    );
+    return swept;
   }
 }
 

@@ -20,6 +20,10 @@ export interface SemanticMatch {
 // Any constant works; it only has to be the same in every gengate process.
 const INDEX_LOCK = 74_656_002;
 
+/** `refreshStatistics` analyzes after this many changed rows, and this share of the table. */
+const STATS_MIN_CHANGES = 500;
+const STATS_CHANGED_SHARE = 0.2;
+
 /**
  * The semantic cache's rows in Postgres (pgvector). One table for every embedder: each
  * embedder's vectors are compared only with its own, through a partial HNSW index on the
@@ -122,6 +126,25 @@ export class SemanticCacheRepository {
       params,
     )) as [unknown, number];
     return count;
+  }
+
+  /**
+   * Takes the planner's statistics again when the table changed much since they were taken;
+   * returns whether it did. `nearest` relies on them to choose between the HNSW index (for a
+   * scope that holds many entries) and the scope index (for one that holds few). A cache that
+   * fills faster than autovacuum's rounds (a minute apart) otherwise keeps the statistics of
+   * a nearly empty table, and every lookup sorts its whole scope: a cost that grows with it.
+   */
+  async refreshStatistics(): Promise<boolean> {
+    const [row] = (await this.db.query(
+      `SELECT n_live_tup::float8 AS live, n_mod_since_analyze::float8 AS changed
+         FROM pg_stat_user_tables WHERE relid = 'semantic_cache_entries'::regclass`,
+    )) as Array<{ live: number; changed: number }>;
+    if (!row || row.changed < Math.max(STATS_MIN_CHANGES, STATS_CHANGED_SHARE * row.live)) {
+      return false;
+    }
+    await this.db.query(`ANALYZE semantic_cache_entries`);
+    return true;
   }
 
   /** Drops expired entries, oldest first, a batch at a time. */
