@@ -29,6 +29,7 @@ export interface CallbackJobData {
  */
 export interface CallbackQueue {
   add(name: typeof CALLBACK_JOB, data: CallbackJobData, opts: EnqueueOptions): Promise<void>;
+  restore(name: typeof CALLBACK_JOB, data: CallbackJobData, opts: EnqueueOptions): Promise<boolean>;
 }
 
 /** Reads a generation as the lifecycle publishes it. `GenerationRepository` is one. */
@@ -240,18 +241,21 @@ export class CallbackService {
 
   /**
    * Puts back the jobs of pending deliveries that are overdue by `graceMs` (Redis lost them,
-   * or a worker died mid-attempt). Harmless when the job still exists: same job id.
+   * or a worker died mid-attempt); a job that still exists is left alone. Returns how many it
+   * put back.
    */
   async requeueDue(graceMs = 60_000, limit = 500): Promise<number> {
     const due = await this.repo.findDue(new Date(this.now() - graceMs), limit);
+    let requeued = 0;
     for (const d of due) {
-      await this.queue.add(
+      const restored = await this.queue.restore(
         CALLBACK_JOB,
         { generationId: d.generationId, deliveryId: d.id },
         { jobId: callbackJobId(d.id, d.attempt + 1) },
       );
+      if (restored) requeued++;
     }
-    return due.length;
+    return requeued;
   }
 
   /** The account's signing secret (created on first use), for the partner to verify with. */

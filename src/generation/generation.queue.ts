@@ -100,8 +100,13 @@ export class GenerationQueue {
     return this.driver.has(jobId);
   }
 
-  hasSubmit(generationId: string): Promise<boolean> {
-    return this.driver.has(generationId);
+  /** The first submit again, for a queued generation; false when its job is still there. */
+  restoreSubmit(generationId: string, priority: Priority): Promise<boolean> {
+    return this.driver.restore(
+      "submit",
+      { generationId },
+      { jobId: generationId, priority: PRIORITY_RANK[priority] },
+    );
   }
 
   removeSubmit(generationId: string): Promise<void> {

@@ -81,8 +81,7 @@ export class Reconciler {
   /** Puts back the job that should be driving the generation; false when one still is. */
   private async requeue(g: StaleGeneration): Promise<boolean> {
     if (g.status === "QUEUED") {
-      if (await this.queue.hasSubmit(g.id)) return false;
-      await this.queue.submit(g.id, g.priority);
+      if (!(await this.queue.restoreSubmit(g.id, g.priority))) return false;
       await this.repo.touch(g.id);
       return true;
     }

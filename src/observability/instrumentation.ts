@@ -1,6 +1,6 @@
 import { SpanKind } from "@opentelemetry/api";
 import { withLogFields } from "../common/log-context";
-import type { QueueDriver } from "../infra/queue/queue.driver";
+import type { JobData, QueueDriver } from "../infra/queue/queue.driver";
 import type { ProviderAdapter } from "../providers/provider.adapter";
 import { ProviderRegistry } from "../providers/provider.registry";
 import type { Metrics } from "./metrics";
@@ -21,15 +21,17 @@ export function instrumentQueue(
    */
   storedTrace?: (generationId: string) => Promise<Record<string, string> | undefined>,
 ): QueueDriver {
+  const traced = async (data: JobData): Promise<JobData> => {
+    const trace =
+      traceCarrier() ??
+      (storedTrace && data.generationId
+        ? await storedTrace(data.generationId).catch(() => undefined)
+        : undefined);
+    return trace ? { ...data, trace } : data;
+  };
   return {
-    add: async (name, data, opts) => {
-      const trace =
-        traceCarrier() ??
-        (storedTrace && data.generationId
-          ? await storedTrace(data.generationId).catch(() => undefined)
-          : undefined);
-      return driver.add(name, trace ? { ...data, trace } : data, opts);
-    },
+    add: async (name, data, opts) => driver.add(name, await traced(data), opts),
+    restore: async (name, data, opts) => driver.restore(name, await traced(data), opts),
     has: (jobId) => driver.has(jobId),
     remove: (jobId) => driver.remove(jobId),
     counts: () => driver.counts(),

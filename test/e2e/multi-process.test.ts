@@ -271,11 +271,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
     E2E_TIMEOUT,
   );
 
-  // Skipped while a known bug stands: after keys are deleted part-way through BullMQ's own
-  // operations, a few generations can sit unrun for 40 s or more (2 of 4 CI runs on
-  // 2026-11-28). Redis lost whole (killed and restarted empty) is covered by
-  // test/faults/services.test.ts; this partial loss is the open case.
-  it.skip(
+  it(
     "every queued and processing generation still succeeds, charged once, after the deployment's Redis keys are deleted mid-run",
     async () => {
       const env = await newEnv();

@@ -119,11 +119,18 @@ interface QueuedJob {
   opts: EnqueueOptions;
 }
 
-/** The QueueDriver's `add`, recorded: these tests run each job by calling `deliver()`. */
+/**
+ * The QueueDriver's `add` and `restore`, recorded: these tests run each job by calling
+ * `deliver()`, so no job is ever still there to keep `restore` from adding.
+ */
 class RecordingQueue implements CallbackQueue {
   readonly jobs: QueuedJob[] = [];
   async add(name: typeof CALLBACK_JOB, data: CallbackJobData, opts: EnqueueOptions) {
     this.jobs.push({ name, data, opts });
+  }
+  async restore(name: typeof CALLBACK_JOB, data: CallbackJobData, opts: EnqueueOptions) {
+    await this.add(name, data, opts);
+    return true;
   }
 }
 

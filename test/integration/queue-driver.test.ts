@@ -1,3 +1,4 @@
+import { Writable } from "node:stream";
 import Redis from "ioredis";
 import { createLogger } from "../../src/common/logger";
 import { deferred } from "../../src/common/deferred";
@@ -81,6 +82,14 @@ describe.each(drivers)("%s queue driver", (_name, make) => {
   it("ignores a job whose id is already waiting", async () => {
     await h.driver.add("submit", { generationId: "g1" }, { jobId: "same" });
     await h.driver.add("submit", { generationId: "g2" }, { jobId: "same" });
+    await h.driver.add("submit", { generationId: "g3" }, { jobId: "other" });
+    const jobs = await collect(2);
+    expect(jobs.map((j) => j.data.generationId)).toEqual(["g1", "g3"]);
+  });
+
+  it("restores a job that is not there, and leaves one that is", async () => {
+    expect(await h.driver.restore("submit", { generationId: "g1" }, { jobId: "r" })).toBe(true);
+    expect(await h.driver.restore("submit", { generationId: "g2" }, { jobId: "r" })).toBe(false);
     await h.driver.add("submit", { generationId: "g3" }, { jobId: "other" });
     const jobs = await collect(2);
     expect(jobs.map((j) => j.data.generationId)).toEqual(["g1", "g3"]);
@@ -181,6 +190,64 @@ describe("BullMQ driver after keys were lost", () => {
       await driver.add("submit", { generationId: "g" }, { jobId: "orphan" });
       expect(await driver.has("orphan")).toBe(true);
     } finally {
+      redis.disconnect();
+      await driver.close();
+      await deletePrefix(prefix);
+    }
+  });
+
+  it("restores a job whose hash was deleted while its id stayed queued, once a worker has left a rebuilt hash behind", async () => {
+    const prefix = uniquePrefix();
+    const skipped = deferred<string>();
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString("utf8").split("\n").filter(Boolean)) {
+          const entry = JSON.parse(line) as { msg: string; jobId: string };
+          if (entry.msg === "job without its data skipped") skipped.resolve(entry.jobId);
+        }
+        cb();
+      },
+    });
+    const driver = new BullMqDriver({
+      connection: redisOptions(TEST_REDIS_URL) as never,
+      prefix,
+      queueName: "generations",
+      logger: createLogger("warn", {}, { destination: sink }),
+    });
+    const redis = new Redis(TEST_REDIS_URL);
+    const seen: Job[] = [];
+    const ran = { next: deferred(), orphan: deferred() };
+    let consumer: QueueConsumer | undefined;
+    try {
+      await driver.add("submit", { generationId: "g" }, { jobId: "orphan", priority: 5 });
+      await redis.del(`${prefix}:generations:orphan`);
+      consumer = driver.consume(
+        async (job) => {
+          seen.push(job);
+          if (job.id === "next" || job.id === "orphan") ran[job.id].resolve();
+        },
+        { concurrency: 1 },
+      );
+      // The worker takes the id and writes its bookkeeping onto the deleted hash: a job
+      // without name or data, which it skips, then keeps as completed (its options are gone).
+      expect(await skipped.promise).toBe("orphan");
+      // One worker slot: once the next job runs, the skipped one has been moved on.
+      await driver.add("submit", { generationId: "n" }, { jobId: "next" });
+      await ran.next.promise;
+      expect(await redis.exists(`${prefix}:generations:orphan`)).toBe(1);
+      expect(await driver.has("orphan")).toBe(false);
+
+      // What is left under the id makes a plain add a no-op; restore clears it first.
+      await driver.add("submit", { generationId: "g" }, { jobId: "orphan" });
+      expect(await driver.has("orphan")).toBe(false);
+      expect(await driver.restore("submit", { generationId: "g" }, { jobId: "orphan" })).toBe(true);
+      await ran.orphan.promise;
+      expect(seen.map((j) => [j.id, j.data.generationId])).toEqual([
+        ["next", "n"],
+        ["orphan", "g"],
+      ]);
+    } finally {
+      await consumer?.close();
       redis.disconnect();
       await driver.close();
       await deletePrefix(prefix);

@@ -1,4 +1,5 @@
-import { deletePrefix } from "../helpers/redis";
+import Redis from "ioredis";
+import { deletePrefix, TEST_REDIS_URL } from "../helpers/redis";
 import { gql, wsClient, type WsClient } from "../helpers/graphql";
 import {
   adminKey,
@@ -78,6 +79,46 @@ describe("reconciler", () => {
     }
     // A second pass finds nothing left to do.
     expect(await worker.app.reconciler.runOnce(0)).toBe(0);
+  });
+
+  it("re-enqueues a queued generation whose job id only a leftover of partly deleted keys still holds", async () => {
+    const api = await start({}, { worker: false });
+    const key = (await partner(api, await adminKey(api))).key;
+    const res = await gql(
+      api.url,
+      GENERATE,
+      { input: { userId: "u", mediaType: "IMAGE", prompt: "leftover", width: 64, height: 64 } },
+      key,
+    );
+    const id = res.data!.generate.id as string;
+    await deletePrefix(env.redisPrefix);
+    // What a worker leaves when it takes the id after the job's hash was deleted: BullMQ's
+    // bookkeeping written onto the missing hash, without name, data or options, kept as
+    // completed. BullMQ takes any hash under the id for the job and skips adding it again.
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const at = String(Date.now());
+      await redis.hset(`${env.redisPrefix}:generations:${id}`, {
+        processedOn: at,
+        ats: "1",
+        atm: "1",
+        returnvalue: "null",
+        finishedOn: at,
+      });
+      await redis.zadd(`${env.redisPrefix}:generations:completed`, at, id);
+    } finally {
+      redis.disconnect();
+    }
+    expect(await api.app.queue.has(id)).toBe(false);
+
+    expect(await api.app.reconciler.runOnce(0)).toBe(1);
+    expect(await api.app.queue.has(id)).toBe(true);
+    await start({}, { api: false });
+    const socket = wsClient(api.url, key);
+    sockets.push(socket);
+    await socket.subscribe(WATCH, { id }).until((m) => m.generationUpdated.type === "SUCCEEDED");
+    expect(await usageRows(api, id)).toBe(1);
+    expect(await api.app.reconciler.runOnce(0)).toBe(0);
   });
 
   it("restarts the poll chain of a processing generation whose poll job was lost", async () => {

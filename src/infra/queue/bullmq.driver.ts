@@ -45,16 +45,31 @@ export class BullMqDriver implements QueueDriver {
   }
 
   /**
+   * BullMQ takes any hash under the id for the job itself and skips the add. Keys deleted
+   * part-way leave such hashes behind: the job's own, out of every list, or a few fields that
+   * a script wrote onto the deleted hash (moveToActive, then moveToFinished, which keeps it as
+   * completed since its options are gone). So what is there is removed first.
+   */
+  async restore(name: JobName, data: JobData, opts: EnqueueOptions): Promise<boolean> {
+    if (await this.has(opts.jobId)) return false;
+    // 0 when a lock is still held on the id: that runs out within the lock duration.
+    if ((await this.queue.remove(opts.jobId)) !== 1) return false;
+    await this.add(name, data, opts);
+    return true;
+  }
+
+  /**
    * Whether the job is still there to run. Its id in a waiting, delayed or active set is not
    * enough: keys deleted part-way (a flush, an eviction, a failover losing writes) can leave
-   * the id without the job's hash, which no worker can ever run ("Missing key for job").
+   * the id without the job's hash, which no worker can ever run ("Missing key for job"), or
+   * with a hash rebuilt from a few fields, without the job's name and data.
    */
   async has(jobId: string): Promise<boolean> {
     const [job, state] = await Promise.all([
       this.queue.getJob(jobId),
       this.queue.getJobState(jobId),
     ]);
-    if (!job) return false;
+    if (!job?.name) return false;
     return ["waiting", "delayed", "active", "prioritized", "waiting-children"].includes(state);
   }
 
@@ -88,7 +103,14 @@ export class BullMqDriver implements QueueDriver {
   consume(handler: JobHandler, opts: ConsumeOptions): QueueConsumer {
     const worker = new Worker<JobData, void, JobName>(
       this.opts.queueName,
-      async (job) => handler({ id: job.id ?? "", name: job.name, data: job.data }),
+      async (job) => {
+        if (!job.name) {
+          // Rebuilt from a few fields after its hash was deleted (see `has`): nothing to run.
+          this.opts.logger.warn({ jobId: job.id }, "job without its data skipped");
+          return;
+        }
+        return handler({ id: job.id ?? "", name: job.name, data: job.data });
+      },
       {
         connection: this.opts.connection,
         prefix: this.opts.prefix,

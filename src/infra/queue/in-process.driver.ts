@@ -51,6 +51,12 @@ export class InProcessQueueDriver implements QueueDriver {
     this.push(entry);
   }
 
+  async restore(name: JobName, data: JobData, opts: EnqueueOptions): Promise<boolean> {
+    if (this.hasSync(opts.jobId)) return false;
+    await this.add(name, data, opts);
+    return true;
+  }
+
   async has(jobId: string): Promise<boolean> {
     return this.hasSync(jobId);
   }

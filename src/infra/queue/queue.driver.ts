@@ -67,6 +67,12 @@ export interface QueueCounts {
 
 export interface QueueDriver {
   add(name: JobName, data: JobData, opts: EnqueueOptions): Promise<void>;
+  /**
+   * Puts back a job that may have been lost: adds it unless one with its id is live (`has`),
+   * and says whether it did. Unlike `add`, whatever a lost job left under its id cannot make
+   * this a no-op.
+   */
+  restore(name: JobName, data: JobData, opts: EnqueueOptions): Promise<boolean>;
   /** Whether a job with this id is waiting, delayed or active. */
   has(jobId: string): Promise<boolean>;
   /** Removes a waiting or delayed job; an active one is left to finish. */
