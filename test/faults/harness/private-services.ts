@@ -2,9 +2,9 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Client } from "pg";
 import { deferred } from "../../../src/common/deferred";
 import { freePort } from "../../helpers/ports";
+import { query } from "../../helpers/postgres";
 
 /**
  * A Postgres cluster of the fault suite's own, so that it can restart and crash it without
@@ -220,15 +220,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
         await start();
       }
     },
-    query: async <T>(sql: string, params: unknown[] = [], db = "postgres") => {
-      const c = new Client({ connectionString: url(db) });
-      await c.connect();
-      try {
-        return (await c.query(sql, params)).rows as T[];
-      } finally {
-        await c.end();
-      }
-    },
+    query: <T>(sql: string, params: unknown[] = [], db = "postgres") =>
+      query<T>(url(db), sql, params),
     destroy: async () => {
       await stop("immediate");
       fs.rmSync(dir, { recursive: true, force: true });

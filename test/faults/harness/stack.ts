@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { gql } from "../../helpers/graphql";
+import { gql, partner } from "../../helpers/graphql";
 import {
   assertBuilt,
   createAdminKey,
@@ -136,16 +136,7 @@ export async function startFaultStack(): Promise<FaultStack> {
       adminKey,
       spawn: (role, overrides = {}) =>
         spawnGengate(role, env(overrides), { readyTimeoutMs: SPAWN_TIMEOUT_MS }),
-      partnerKey: async (url) => {
-        const res = await gql(
-          url,
-          `mutation { createAccount(name: "faults") { apiKey { key } } }`,
-          {},
-          adminKey,
-        );
-        if (!res.data) throw new Error(`createAccount failed: ${JSON.stringify(res.errors)}`);
-        return res.data.createAccount.apiKey.key as string;
-      },
+      partnerKey: async (url) => (await partner({ url }, adminKey, "faults")).key,
       query: (sql, params) => pg.query(sql, params, database),
     };
   };
