@@ -5,24 +5,16 @@
  * ones nor jest's global setup. `npm test` leaves test/faults out (see jest.config.js).
  * @type {import('jest').Config}
  */
-const swc = {
-  jsc: {
-    parser: { syntax: "typescript", decorators: true },
-    transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
-    target: "es2022",
-  },
-  module: { type: "commonjs" },
-  sourceMaps: "inline",
-};
+const base = require("./jest.config.js");
 
 module.exports = {
-  testEnvironment: "node",
+  // The same compilation as every other test (base.transform).
+  ...base,
   roots: ["<rootDir>/test/faults"],
-  testMatch: ["**/*.test.ts"],
-  transform: { "^.+\\.(ts|js)$": ["@swc/jest", swc] },
-  transformIgnorePatterns: ["/node_modules/(?!request-filtering-agent/)"],
+  // The base config ignores test/faults, which is all this one runs.
+  testPathIgnorePatterns: ["/node_modules/"],
+  globalSetup: undefined,
+  globalTeardown: undefined,
   // Each scenario waits on events, with generous limits for a loaded machine.
   testTimeout: 180000,
-  // The two files (processes, backing services) run side by side, each with its own servers.
-  maxWorkers: 2,
 };

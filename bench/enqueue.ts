@@ -22,22 +22,15 @@
  * too, each on its own database, interleaved with this one, so a change is compared within one
  * run on the same noisy machine. BENCH_ENQUEUE_CPU_PROF=<dir> runs the api under `--cpu-prof`.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import path from "node:path";
-import readline from "node:readline";
 import { Client as PgClient } from "pg";
-import { withInfra } from "./lib/infra";
-import type { Scenario, ScenarioReport } from "./lib/scenario";
-
-export interface EnqueueBenchOptions {
-  /** The program measured: the built `dist/src/main.js`. */
-  main: string;
-  redisUrl: string;
-  /** Runs `run` on a fresh Postgres database and data folder, dropped afterwards. */
-  withDatabase: (run: (url: string, dataDir: string) => Promise<void>) => Promise<void>;
-}
+import { adminKey, createPartner, postGraphQL } from "./lib/graphql";
+import { withInfra, type Infra } from "./lib/infra";
+import { MAIN, startGengate, stopGengate, type GengateProcess } from "./lib/processes";
+import type { BenchContext, Scenario, ScenarioReport } from "./lib/scenario";
+import { pool, sleep } from "./lib/stats";
 
 const ENQUEUE_RATE = Number(process.env.BENCH_ENQUEUE_RATE ?? 500);
 const MEASURE_SECONDS = Number(process.env.BENCH_ENQUEUE_SECONDS ?? 12);
@@ -46,11 +39,6 @@ const P99_BOUND_MS = 50;
 const USERS = 200;
 const TRIVIAL_RATES = [100, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000, 4000];
 const ENQUEUE_RATES = [25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 800, 1000];
-
-interface Proc {
-  child: ChildProcess;
-  port?: number;
-}
 
 interface Step {
   rate: number;
@@ -78,21 +66,10 @@ interface ProgramResult {
 }
 
 /** The scenario as `npm run bench` runs it: this build, on a fresh database per program. */
-export const enqueueScenario: Scenario = async (ctx) => {
-  const main = path.resolve(__dirname, "../src/main.js");
-  const results = await runEnqueue({
-    main,
-    redisUrl: ctx.redisUrl,
-    withDatabase: (run) => withInfra(ctx, (infra) => run(infra.databaseUrl, infra.dataDir)),
-    log: ctx.log,
-  });
-  return report(results);
-};
+export const enqueueScenario: Scenario = async (ctx) => report(await runEnqueue(ctx));
 
-export async function runEnqueue(
-  opts: EnqueueBenchOptions & { log: (line: string) => void },
-): Promise<ProgramResult[]> {
-  const programs: Program[] = [{ label: "this build", main: opts.main }];
+export async function runEnqueue(ctx: BenchContext): Promise<ProgramResult[]> {
+  const programs: Program[] = [{ label: "this build", main: MAIN }];
   const baseline = process.env.BENCH_ENQUEUE_BASELINE;
   if (baseline) programs.unshift({ label: "baseline", main: path.resolve(baseline) });
   // An experiment, not a setting gengate ships: how much of the latency is the commit's wait
@@ -100,7 +77,7 @@ export async function runEnqueue(
   if (process.env.BENCH_ENQUEUE_ASYNC_COMMIT) {
     programs.push({
       label: "this build, synchronous_commit off (experiment)",
-      main: opts.main,
+      main: MAIN,
       pgOptions: "-c synchronous_commit=off",
     });
   }
@@ -113,10 +90,10 @@ export async function runEnqueue(
     i === programs.length
       ? measureAll(stacks).then((r) => {
           results = r;
-          for (const line of r.flatMap(describe)) opts.log(line);
+          for (const line of r.flatMap(describe)) ctx.log(line);
         })
-      : opts.withDatabase(async (databaseUrl, dataDir) => {
-          const stack = await startStack(programs[i]!, { ...opts, databaseUrl, dataDir });
+      : withInfra(ctx, async (infra) => {
+          const stack = await startStack(ctx, programs[i]!, infra);
           stacks.push(stack);
           try {
             await open(i + 1);
@@ -147,8 +124,8 @@ async function measureAll(stacks: Stack[]): Promise<ProgramResult[]> {
   // Warm up, eight at a time: sockets, JIT, and every end user's first request (which
   // creates its row and the month's ledger).
   for (const s of stacks) {
-    await closedLoop(s.generate, USERS, 8);
-    await closedLoop(s.trivial, 200, 8);
+    await pool(USERS, 8, s.generate);
+    await pool(200, 8, s.trivial);
   }
   // The fixed rate, in alternating slices.
   const slices = 3;
@@ -177,20 +154,18 @@ async function measureAll(stacks: Stack[]): Promise<ProgramResult[]> {
   return results;
 }
 
-async function startStack(
-  program: Program,
-  opts: EnqueueBenchOptions & { databaseUrl: string; dataDir: string },
-): Promise<Stack> {
-  const databaseUrl = new URL(opts.databaseUrl);
+async function startStack(ctx: BenchContext, program: Program, infra: Infra): Promise<Stack> {
+  const databaseUrl = new URL(infra.databaseUrl);
   if (program.pgOptions) databaseUrl.searchParams.set("options", program.pgOptions);
+  // Not infra.env: its bench defaults poll the provider every 10 ms, and the worker would take
+  // more of the cores it shares with the api than with a deployment's settings.
   const env: Record<string, string> = {
     DATABASE_URL: databaseUrl.toString(),
-    REDIS_URL: opts.redisUrl,
-    REDIS_PREFIX: `gengate-bench-${randomBytes(3).toString("hex")}`,
-    DATA_DIR: opts.dataDir,
-    TOKEN_SECRET: randomBytes(32).toString("hex"),
+    REDIS_URL: infra.redisUrl,
+    REDIS_PREFIX: infra.redisPrefix,
+    DATA_DIR: infra.dataDir,
+    TOKEN_SECRET: infra.tokenSecret,
     NODE_ENV: "production",
-    LOG_LEVEL: "warn",
     // The simulated provider in the worker, answering like a fast real one.
     SIM_LATENCY_MS: "1000",
     SIM_LATENCY_JITTER: "0.3",
@@ -205,12 +180,13 @@ async function startStack(
     BUDGET_ENTERPRISE_USD: "1000000",
     METRICS_PORT: "off",
   };
-  const key = await run(program.main, ["create-key", "--role", "admin"], env);
+  const key = await adminKey(env, program.main);
   const profDir = process.env.BENCH_ENQUEUE_CPU_PROF;
+  // Their warnings and errors are printed as they come: the load generator only counts failures.
+  const start = (role: "api" | "worker", nodeArgs: string[] = []) =>
+    startGengate(ctx, role, env, { main: program.main, nodeArgs, echoProblems: true });
   const api = await start(
-    program.main,
     "api",
-    env,
     profDir
       ? [
           "--cpu-prof",
@@ -218,18 +194,18 @@ async function startStack(
         ]
       : [],
   );
-  const worker = await start(program.main, "worker", env);
-  const url = `http://127.0.0.1:${api.port}/graphql`;
+  let worker: GengateProcess | undefined;
+  // The load generator's own keep-alive sockets, closed with the stack.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
   const stopStack = async () => {
     agent.destroy();
-    await stop(worker);
-    await stop(api);
+    await stopGengate(worker);
+    await stopGengate(api);
   };
   try {
-    const partner = (
-      await gql(url, key, `mutation { createAccount(name: "bench") { apiKey { key } } }`)
-    ).createAccount.apiKey.key as string;
+    worker = await start("worker");
+    const url = api.url!;
+    const partner = await createPartner(url, key);
     const tag = randomBytes(4).toString("hex");
     let n = 0;
     const generateBody = () => {
@@ -251,11 +227,17 @@ async function startStack(
       });
     };
     const trivialBody = JSON.stringify({ query: "{ __typename }" });
+    // A request fails on GraphQL errors (postGraphQL) and on an answer without the field.
+    const post = async (body: string, answered: (data: any) => unknown) => {
+      const data = await postGraphQL<any>(url, partner, body, agent);
+      if (!answered(data)) throw new Error(`no answer: ${JSON.stringify(data)}`);
+      return null;
+    };
     return {
       label: program.label,
-      generate: () => post(agent, url, partner, generateBody(), (b) => b.data?.generate?.id),
-      trivial: () => post(agent, url, partner, trivialBody, (b) => b.data?.__typename),
-      generations: () => countGenerations(opts.databaseUrl),
+      generate: () => post(generateBody(), (d) => d?.generate?.id),
+      trivial: () => post(trivialBody, (d) => d?.__typename),
+      generations: () => countGenerations(infra.databaseUrl),
       stop: stopStack,
     };
   } catch (err) {
@@ -369,19 +351,6 @@ async function openLoop(
   return summarize(rate, total, latencies, errors, firstError, Math.max(elapsed, seconds));
 }
 
-async function closedLoop(
-  send: () => Promise<string | null>,
-  n: number,
-  concurrency: number,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next++ < n) await send();
-    }),
-  );
-}
-
 function summarize(
   rate: number,
   sent: number,
@@ -411,57 +380,11 @@ function summarize(
   };
 }
 
-function post(
-  agent: http.Agent,
-  url: string,
-  key: string,
-  body: string,
-  check: (b: { data?: any; errors?: unknown }) => unknown,
-): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method: "POST",
-        agent,
-        headers: {
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(body),
-          authorization: `Bearer ${key}`,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          try {
-            const parsed = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-              data?: any;
-              errors?: unknown;
-            };
-            if (parsed.errors || !check(parsed)) {
-              return reject(new Error(`HTTP ${res.statusCode}: ${JSON.stringify(parsed)}`));
-            }
-            resolve(null);
-          } catch (err) {
-            reject(err as Error);
-          }
-        });
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-
 function describe(r: ProgramResult): string[] {
-  const ratio =
-    r.ceiling && r.sustained ? `${Math.round((100 * r.sustained.rate) / r.ceiling.rate)}%` : "n/a";
   return [
     `${r.label}: generate at ${r.enqueue.rate}/s for ${MEASURE_SECONDS} s: p50 ${r.enqueue.p50} ms  p99 ${r.enqueue.p99} ms  (${r.enqueue.ok} ok, ${r.enqueue.errors} errors${r.enqueue.firstError ? `: ${r.enqueue.firstError.slice(0, 200)}` : ""})`,
     `${r.label}: trivial-query ceiling ${r.ceiling?.rate ?? 0}/s (${stepsText(r.ceilingSteps)})`,
-    `${r.label}: highest generate rate with p99 < ${P99_BOUND_MS} ms ${r.sustained?.rate ?? 0}/s (${stepsText(r.sustainedSteps)}) = ${ratio} of the ceiling`,
+    `${r.label}: highest generate rate with p99 < ${P99_BOUND_MS} ms ${r.sustained?.rate ?? 0}/s (${stepsText(r.sustainedSteps)}) = ${ratioOf(r)} of the ceiling`,
   ];
 }
 
@@ -539,72 +462,4 @@ async function countGenerations(databaseUrl: string): Promise<number> {
   }
 }
 
-function start(
-  main: string,
-  role: string,
-  env: Record<string, string>,
-  nodeArgs: string[] = [],
-): Promise<Proc> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, main, role], {
-      env: { ...process.env, ...env, LOG_LEVEL: "info", PORT: "0", HOST: "127.0.0.1" },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const rl = readline.createInterface({ input: child.stdout! });
-    let ready = false;
-    rl.on("line", (line) => {
-      try {
-        const msg = JSON.parse(line) as { msg?: string; port?: number; level?: number };
-        if (!ready && msg.msg === "api listening") {
-          ready = true;
-          resolve({ child, port: msg.port });
-        }
-        if (!ready && msg.msg === "worker consuming" && role === "worker") {
-          ready = true;
-          resolve({ child });
-        }
-        // After start, only warnings and errors are worth showing.
-        if (ready && (msg.level ?? 0) >= 40) console.error(`${role}: ${line.slice(0, 500)}`);
-      } catch {
-        // not a log line
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)));
-  });
-}
-
-function stop(p: Proc): Promise<void> {
-  return new Promise((resolve) => {
-    if (p.child.exitCode !== null) return resolve();
-    p.child.once("exit", () => resolve());
-    p.child.kill("SIGTERM");
-  });
-}
-
-function run(main: string, args: string[], env: Record<string, string>): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.once("exit", (code) =>
-      code === 0 ? resolve(out.trim()) : reject(new Error(`${args[0]} exited with ${code}`)),
-    );
-  });
-}
-
-async function gql(url: string, key: string, query: string) {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-    body: JSON.stringify({ query }),
-  });
-  const body = (await res.json()) as { data?: any; errors?: unknown };
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data;
-}
-
 const round = (v: number) => Math.round(v * 10) / 10;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

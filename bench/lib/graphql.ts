@@ -2,7 +2,7 @@
 import http from "node:http";
 import { createClient, type Client } from "graphql-ws";
 import WebSocket from "ws";
-import { runGengate } from "./processes";
+import { MAIN, runGengate } from "./processes";
 
 /** Keep-alive connections, as a partner's backend would hold them. */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
@@ -30,7 +30,7 @@ export async function gql<T = any>(
   const body = JSON.stringify({ query, variables });
   for (let attempt = 1; ; attempt++) {
     try {
-      return await post<T>(url, key, body);
+      return await postGraphQL<T>(url, key, body);
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
       if (!(e.reusedSocket && e.code === "ECONNRESET" && attempt < 3)) throw err;
@@ -38,13 +38,22 @@ export async function gql<T = any>(
   }
 }
 
-function post<T>(url: string, key: string, body: string): Promise<T> {
+/**
+ * One attempt at a GraphQL request whose body the caller serialized, on `via`'s sockets: for a
+ * load generator, which counts every failure and keeps its own pool of connections.
+ */
+export function postGraphQL<T>(
+  url: string,
+  key: string,
+  body: string,
+  via: http.Agent = agent,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       `${url}/graphql`,
       {
         method: "POST",
-        agent,
+        agent: via,
         headers: {
           "content-type": "application/json",
           "content-length": Buffer.byteLength(body),
@@ -124,9 +133,12 @@ export function untilTerminal(client: Client, id: string): Promise<string> {
   });
 }
 
-/** An ADMIN key from `gengate create-key`, which also migrates the fresh database: run it first. */
-export function adminKey(env: Record<string, string>): Promise<string> {
-  return runGengate(["create-key", "--role", "admin"], env);
+/**
+ * An ADMIN key from `gengate create-key` (of `main`, another build's, when given), which also
+ * migrates the fresh database: run it first.
+ */
+export function adminKey(env: Record<string, string>, main = MAIN): Promise<string> {
+  return runGengate(["create-key", "--role", "admin"], env, main);
 }
 
 /** A partner account through the API: the credential the scenarios generate with. */

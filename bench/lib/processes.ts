@@ -29,6 +29,8 @@ export interface GengateProcess {
 }
 
 export interface StartOptions {
+  /** The program to run: another build's `dist/src/main.js`, to compare with. @defaultValue MAIN */
+  main?: string;
   /** Open the V8 inspector on a free loopback port (heap size after a GC; see memory.ts). */
   inspect?: boolean;
   /** Extra node flags. */
@@ -37,6 +39,8 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Arguments after the role (or, for `ws-broadcast`, the script's arguments). */
   args?: string[];
+  /** Print the warnings and errors it logs once ready too, not only keep them for errors. */
+  echoProblems?: boolean;
 }
 
 const READY: Record<Role, string> = {
@@ -61,7 +65,7 @@ export function startGengate(
     nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${ctx.cpuProf.dir}`);
   }
   const program =
-    role === "ws-broadcast" ? [path.join(__dirname, "ws-broadcast.js")] : [MAIN, role];
+    role === "ws-broadcast" ? [path.join(__dirname, "ws-broadcast.js")] : [opts.main ?? MAIN, role];
   const child = spawn(process.execPath, [...nodeArgs, ...program, ...(opts.args ?? [])], {
     env: {
       ...process.env,
@@ -95,8 +99,15 @@ export function startGengate(
     const out = readline.createInterface({ input: child.stdout! });
     out.on("line", (line) => {
       // Cheap test first: after the start, most lines are per-job info lines.
-      if (line.includes('"level":40') || line.includes('"level":50') || line.includes('"level":60'))
+      if (
+        line.includes('"level":40') ||
+        line.includes('"level":50') ||
+        line.includes('"level":60')
+      ) {
         keep(line);
+        if (ready && opts.echoProblems)
+          process.stderr.write(`[${role} ${proc.pid}] ${line.slice(0, 500)}\n`);
+      }
       if (ready || (!line.includes("listening") && !line.includes("consuming"))) return;
       try {
         const msg = JSON.parse(line) as { msg?: string; port?: number };
@@ -154,10 +165,14 @@ export function stopGengate(p: GengateProcess | undefined, graceMs = 30_000): Pr
   });
 }
 
-/** Runs a gengate command to completion and returns its stdout. */
-export function runGengate(args: string[], env: Record<string, string>): Promise<string> {
+/** Runs a gengate command (of `main`, another build's, when given) and returns its stdout. */
+export function runGengate(
+  args: string[],
+  env: Record<string, string>,
+  main = MAIN,
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
+    const child = spawn(process.execPath, [main, ...args], {
       env: { ...process.env, LOG_LEVEL: "warn", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

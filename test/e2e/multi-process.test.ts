@@ -1,15 +1,16 @@
-import { Client } from "pg";
 import { gql, wsClient, type SubscriptionRecorder, type WsClient } from "../helpers/graphql";
 import {
   assertBuilt,
-  createAdminKey,
-  spawnGengate,
   stopAllGengates,
+  succeededLog,
   type GengateProcess,
-  type GengateRole,
 } from "../helpers/process";
+import {
+  createProcessTestEnv,
+  expectSucceededOnce,
+  type ProcessTestEnv,
+} from "../helpers/process-env";
 import { deletePrefix } from "../helpers/redis";
-import { createTestEnv, type TestEnv } from "../helpers/test-app";
 
 /**
  * gengate as it is deployed: the built program in separate api and worker processes that share
@@ -42,7 +43,7 @@ const E2E_TIMEOUT = 60_000;
 const STALE_SECONDS = 2;
 
 describe("gengate as separate processes on Postgres and Redis", () => {
-  const envs: TestEnv[] = [];
+  const envs: ProcessTestEnv[] = [];
   const sockets: WsClient[] = [];
 
   beforeAll(() => {
@@ -55,35 +56,16 @@ describe("gengate as separate processes on Postgres and Redis", () => {
     for (const env of envs) await env.cleanup();
   });
 
-  async function newEnv(): Promise<TestEnv> {
-    const env = await createTestEnv();
+  async function newEnv(): Promise<ProcessTestEnv> {
+    const env = await createProcessTestEnv();
     envs.push(env);
     return env;
-  }
-
-  function spawn(
-    role: GengateRole,
-    env: TestEnv,
-    overrides: Record<string, string> = {},
-  ): Promise<GengateProcess> {
-    return spawnGengate(role, env.env({ LOG_LEVEL: "info", ...overrides }));
   }
 
   function socket(url: string, key: string): WsClient {
     const s = wsClient(url, key);
     sockets.push(s);
     return s;
-  }
-
-  async function partnerKey(api: GengateProcess, admin: string): Promise<string> {
-    const res = await gql(
-      api.url,
-      `mutation { createAccount(name: "e2e") { apiKey { key } } }`,
-      {},
-      admin,
-    );
-    if (!res.data) throw new Error(`createAccount failed: ${JSON.stringify(res.errors)}`);
-    return res.data.createAccount.apiKey.key as string;
   }
 
   async function generate(
@@ -142,60 +124,21 @@ describe("gengate as separate processes on Postgres and Redis", () => {
     );
   }
 
-  async function query<T>(env: TestEnv, sql: string, params: unknown[] = []): Promise<T[]> {
-    const client = new Client({ connectionString: env.databaseUrl });
-    await client.connect();
-    try {
-      return (await client.query(sql, params)).rows as T[];
-    } finally {
-      await client.end();
-    }
-  }
-
-  async function statuses(env: TestEnv, ids: string[]): Promise<Record<string, string>> {
-    const rows = await query<{ id: string; status: string }>(
-      env,
+  async function statuses(env: ProcessTestEnv, ids: string[]): Promise<Record<string, string>> {
+    const rows = await env.query<{ id: string; status: string }>(
       `SELECT id, status FROM generations WHERE id = ANY($1)`,
       [ids],
     );
     return Object.fromEntries(rows.map((r) => [r.id, r.status]));
   }
 
-  /** Each generation SUCCEEDED, with one SUCCEEDED attempt and one usage row. */
-  async function expectSucceededOnce(env: TestEnv, ids: string[]): Promise<void> {
-    const rows = await query<{
-      id: string;
-      status: string;
-      usage_rows: number;
-      succeeded_attempts: number;
-    }>(
-      env,
-      `SELECT g.id, g.status,
-              (SELECT count(*)::int FROM usage_records u WHERE u.generation_id = g.id) AS usage_rows,
-              (SELECT count(*)::int FROM attempts a
-                WHERE a.generation_id = g.id AND a.status = 'SUCCEEDED') AS succeeded_attempts
-         FROM generations g WHERE g.id = ANY($1) ORDER BY g.id`,
-      [ids],
-    );
-    expect(rows).toHaveLength(ids.length);
-    for (const row of rows) {
-      expect(row).toEqual({
-        id: row.id,
-        status: "SUCCEEDED",
-        usage_rows: 1,
-        succeeded_attempts: 1,
-      });
-    }
-  }
-
   it(
     "a subscriber on one api process receives the progress and result of a generation created on another api process and run by a separate worker",
     async () => {
       const env = await newEnv();
-      const admin = await createAdminKey(env.env());
-      const [api1, api2] = await Promise.all([spawn("api", env), spawn("api", env)]);
+      const [api1, api2] = await Promise.all([env.spawn("api"), env.spawn("api")]);
       expect(api1.port).not.toBe(api2.port);
-      const key = await partnerKey(api1, admin);
+      const key = await env.partnerKey(api1);
 
       const id = await generate(api1.url, key, "three processes [sim:latency=900]");
       const sub = socket(api2.url, key).subscribe<Event>(WATCH, { id });
@@ -204,7 +147,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       const first = await untilEvent(sub, () => true, "the current state");
       expect(first).toMatchObject({ type: "QUEUED", generation: { status: "QUEUED" } });
 
-      const worker = await spawn("worker", env);
+      const worker = await env.spawn("worker");
       const done = await succeeded(sub);
       await sub.completed.promise;
 
@@ -219,8 +162,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       expect(done.generation.attempts).toEqual([{ number: 1, status: "SUCCEEDED" }]);
 
       // The worker process did the work; neither api process runs jobs.
-      const ranIt = (p: GengateProcess) =>
-        p.logs.some((l) => l.json?.msg === "generation succeeded" && l.json.generationId === id);
+      const ranIt = (p: GengateProcess) => p.logs.some(succeededLog(id));
       expect([ranIt(api1), ranIt(api2), ranIt(worker)]).toEqual([false, false, true]);
 
       // The output the worker stored is served by the api that streamed it.
@@ -240,9 +182,8 @@ describe("gengate as separate processes on Postgres and Redis", () => {
     "every generation succeeds exactly once when its worker is SIGKILLed mid-job and a new worker takes over",
     async () => {
       const env = await newEnv();
-      const admin = await createAdminKey(env.env());
-      const [api, worker] = await Promise.all([spawn("api", env), spawn("worker", env)]);
-      const key = await partnerKey(api, admin);
+      const [api, worker] = await Promise.all([env.spawn("api"), env.spawn("worker")]);
+      const key = await env.partnerKey(api);
 
       const ids = await Promise.all(
         [1, 2, 3, 4].map((i) => generate(api.url, key, `worker killed #${i} [sim:latency=1500]`)),
@@ -257,7 +198,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       expect(atKill).toContain("PROCESSING");
       expect(atKill).not.toContain("SUCCEEDED");
 
-      const next = await spawn("worker", env);
+      const next = await env.spawn("worker");
       const done = await Promise.all(subs.map(succeeded));
       expect(done.map((e) => e.generation.status)).toEqual(ids.map(() => "SUCCEEDED"));
       for (const sub of subs) {
@@ -275,9 +216,8 @@ describe("gengate as separate processes on Postgres and Redis", () => {
     "every queued and processing generation still succeeds, charged once, after the deployment's Redis keys are deleted mid-run",
     async () => {
       const env = await newEnv();
-      const admin = await createAdminKey(env.env());
-      const api = await spawn("api", env);
-      const key = await partnerKey(api, admin);
+      const api = await env.spawn("api");
+      const key = await env.partnerKey(api);
 
       // Created before any worker runs: all QUEUED, their submit jobs waiting in Redis.
       const ids = await Promise.all(
@@ -289,7 +229,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       const subs = ids.map((id) => ws.subscribe<Event>(WATCH, { id }));
       await Promise.all(subs.map((s) => untilEvent(s, () => true, "the current state")));
 
-      const worker = await spawn("worker", env, { WORKER_CONCURRENCY: "1" });
+      const worker = await env.spawn("worker", { WORKER_CONCURRENCY: "1" });
       await anyProcessing(subs);
       const before = Object.values(await statuses(env, ids));
       const deleted = await deletePrefix(env.redisPrefix);
@@ -320,9 +260,8 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       // Polls follow the provider's hint (the next progress step), not a short fixed cap, so
       // two poll chains of one attempt wake up at the same instants.
       const workerEnv = { SIM_PROGRESS_STEPS: "10", POLL_MAX_MS: "900" };
-      const admin = await createAdminKey(env.env());
-      const [api, worker] = await Promise.all([spawn("api", env), spawn("worker", env, workerEnv)]);
-      const key = await partnerKey(api, admin);
+      const [api, worker] = await Promise.all([env.spawn("api"), env.spawn("worker", workerEnv)]);
+      const key = await env.partnerKey(api);
 
       const ids = await Promise.all(
         [1, 2, 3, 4, 5, 6, 7, 8].map((i) =>
@@ -343,8 +282,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       await until(
         async () =>
           (
-            await query<{ stale: boolean }>(
-              env,
+            await env.query<{ stale: boolean }>(
               `SELECT bool_and(updated_at < now() - make_interval(secs => $2)) AS stale
                  FROM generations WHERE id = ANY($1)`,
               [ids, STALE_SECONDS + 0.2],
@@ -355,11 +293,10 @@ describe("gengate as separate processes on Postgres and Redis", () => {
 
       // The polls the dead worker left delayed in Redis and the reconciler's new ones both
       // drive the same attempts now: the provider job must still be finished only once.
-      const next = await spawn("worker", env, workerEnv);
+      const next = await env.spawn("worker", workerEnv);
       await Promise.all(subs.map(succeeded));
       await expectSucceededOnce(env, ids);
-      const attempts = await query<{ generation_id: string; number: number; status: string }>(
-        env,
+      const attempts = await env.query<{ generation_id: string; number: number; status: string }>(
         `SELECT generation_id, number, status, error_code FROM attempts
           WHERE generation_id = ANY($1) ORDER BY generation_id, number`,
         [ids],
@@ -375,7 +312,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
   );
 
   describe("graceful shutdown of an `all` process", () => {
-    let env: TestEnv;
+    let env: ProcessTestEnv;
     let key: string;
     let ids: string[];
 
@@ -383,9 +320,8 @@ describe("gengate as separate processes on Postgres and Redis", () => {
       "on SIGTERM closes its open subscriptions' WebSocket and exits with code 0",
       async () => {
         env = await newEnv();
-        const admin = await createAdminKey(env.env());
-        const all = await spawn("all", env);
-        key = await partnerKey(all, admin);
+        const all = await env.spawn("all");
+        key = await env.partnerKey(all);
         ids = await Promise.all(
           [1, 2, 3].map((i) => generate(all.url, key, `graceful #${i} [sim:latency=1500]`)),
         );
@@ -412,7 +348,7 @@ describe("gengate as separate processes on Postgres and Redis", () => {
         const left = Object.values(await statuses(env, ids));
         expect(left.some((s) => s !== "SUCCEEDED")).toBe(true);
 
-        const later = await spawn("all", env);
+        const later = await env.spawn("all");
         const ws = socket(later.url, key);
         const subs = ids.map((id) => ws.subscribe<Event>(WATCH, { id }));
         const done = await Promise.all(subs.map(succeeded));

@@ -1,15 +1,9 @@
 import Redis from "ioredis";
 import { gql, wsClient, type WsClient } from "../helpers/graphql";
-import {
-  assertBuilt,
-  createAdminKey,
-  spawnGengate,
-  stopAllGengates,
-  type GengateRole,
-} from "../helpers/process";
+import { assertBuilt, stopAllGengates, succeededLog, type GengateRole } from "../helpers/process";
+import { createProcessTestEnv, type ProcessTestEnv } from "../helpers/process-env";
 import { TEST_REDIS_URL } from "../helpers/redis";
 import { startRedisServer, type RedisServer } from "../helpers/redis-server";
-import { createTestEnv, type TestEnv } from "../helpers/test-app";
 
 /**
  * gengate finding Redis through Sentinel (REDIS_SENTINELS): a private master, its replica and
@@ -22,7 +16,7 @@ const WATCH = `subscription($id: ID!) { generationUpdated(id: $id) { type genera
 type Event = { generationUpdated: { type: string; generation: { status: string } } };
 
 describe("Redis through Sentinel", () => {
-  let env: TestEnv;
+  let env: ProcessTestEnv;
   const servers: RedisServer[] = [];
   const sockets: WsClient[] = [];
   const clients: Redis[] = [];
@@ -40,7 +34,7 @@ describe("Redis through Sentinel", () => {
   });
 
   it("runs generations through the master the sentinel names, before and after a failover", async () => {
-    env = await createTestEnv();
+    env = await createProcessTestEnv();
     const master = await startRedisServer();
     servers.push(master);
     const replica = await startRedisServer({
@@ -63,18 +57,10 @@ describe("Redis through Sentinel", () => {
       REDIS_URL: "redis://gengate-test/0",
       REDIS_SENTINELS: `127.0.0.1:${sentinel.port}`,
       REDIS_SENTINEL_NAME: "gengate-test",
-      LOG_LEVEL: "info",
     };
-    const spawn = (role: GengateRole) => spawnGengate(role, env.env(redisEnv));
-    const admin = await createAdminKey(env.env());
+    const spawn = (role: GengateRole) => env.spawn(role, redisEnv);
     const [api, worker] = await Promise.all([spawn("api"), spawn("worker")]);
-    const created = await gql(
-      api.url,
-      `mutation { createAccount(name: "sentinel") { apiKey { key } } }`,
-      {},
-      admin,
-    );
-    const key = created.data!.createAccount.apiKey.key as string;
+    const key = await env.partnerKey(api, "sentinel");
     const socket = wsClient(api.url, key);
     sockets.push(socket);
 
@@ -115,11 +101,7 @@ describe("Redis through Sentinel", () => {
     clients.push(onNewMaster);
     expect(await onNewMaster.call("ROLE")).toEqual(expect.arrayContaining(["master"]));
     expect(after).not.toBe(before);
-    expect(
-      worker.logs.some(
-        (l) => l.json?.msg === "generation succeeded" && l.json.generationId === after,
-      ),
-    ).toBe(true);
+    expect(worker.logs.some(succeededLog(after))).toBe(true);
 
     await Promise.all([api.stop(), worker.stop()]);
   }, 90_000);

@@ -1,14 +1,16 @@
-import { Client } from "pg";
 import { gql, wsClient, type WsClient } from "../helpers/graphql";
 import {
   assertBuilt,
-  createAdminKey,
-  spawnGengate,
   stopAllGengates,
+  succeededLog,
   type GengateProcess,
   type GengateRole,
 } from "../helpers/process";
-import { createTestEnv, type TestEnv } from "../helpers/test-app";
+import {
+  createProcessTestEnv,
+  expectSucceededOnce,
+  type ProcessTestEnv,
+} from "../helpers/process-env";
 
 /**
  * The deployment the README's "Scaling out" section describes: two api and two worker processes
@@ -29,7 +31,7 @@ const USERS = 6;
 const TIMEOUT = 90_000;
 
 describe("scale-out: two api and two worker processes on one Postgres and one Redis", () => {
-  let env: TestEnv;
+  let env: ProcessTestEnv;
   const sockets: WsClient[] = [];
 
   beforeAll(() => {
@@ -42,33 +44,14 @@ describe("scale-out: two api and two worker processes on one Postgres and one Re
     await env?.cleanup();
   });
 
-  async function query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
-    const client = new Client({ connectionString: env.databaseUrl });
-    await client.connect();
-    try {
-      return (await client.query(sql, params)).rows as T[];
-    } finally {
-      await client.end();
-    }
-  }
-
   it(
     "spreads the load over both workers, streams every result to a subscriber on each api and charges each generation once",
     async () => {
-      env = await createTestEnv();
-      const admin = await createAdminKey(env.env());
-      const spawn = (role: GengateRole) =>
-        spawnGengate(role, env.env({ LOG_LEVEL: "info", WORKER_CONCURRENCY: "4" }));
+      env = await createProcessTestEnv();
+      const spawn = (role: GengateRole) => env.spawn(role, { WORKER_CONCURRENCY: "4" });
       const apis = await Promise.all([spawn("api"), spawn("api")]);
       const workers = await Promise.all([spawn("worker"), spawn("worker")]);
-
-      const created = await gql(
-        apis[0]!.url,
-        `mutation { createAccount(name: "scale-out") { apiKey { key } } }`,
-        {},
-        admin,
-      );
-      const key = created.data!.createAccount.apiKey.key as string;
+      const key = await env.partnerKey(apis[0]!, "scale-out");
 
       // One account-wide subscriber per api, live before the first generation is created.
       const subs = apis.map((api) => {
@@ -141,18 +124,13 @@ describe("scale-out: two api and two worker processes on one Postgres and one Re
         all.map((id) =>
           Promise.any(
             workers.map((w) =>
-              w.waitForLog(
-                (l) => l.json?.msg === "generation succeeded" && l.json.generationId === id,
-                { timeoutMs: 30_000, what: `the success of ${id}` },
-              ),
+              w.waitForLog(succeededLog(id), { timeoutMs: 30_000, what: `the success of ${id}` }),
             ),
           ),
         ),
       );
       const ran = (p: GengateProcess) =>
-        p.logs
-          .filter((l) => l.json?.msg === "generation succeeded")
-          .map((l) => l.json!.generationId);
+        p.logs.filter(succeededLog()).map((l) => l.json!.generationId);
       const [byFirst, bySecond] = workers.map(ran);
       expect(byFirst!.length).toBeGreaterThan(0);
       expect(bySecond!.length).toBeGreaterThan(0);
@@ -161,18 +139,13 @@ describe("scale-out: two api and two worker processes on one Postgres and one Re
       expect(apis.flatMap(ran)).toEqual([]);
 
       // One succeeded attempt and one usage row per generation; every budget settled.
-      const rows = await query<{ status: string; usage_rows: number; succeeded_attempts: number }>(
-        `SELECT g.status,
-                (SELECT count(*)::int FROM usage_records u WHERE u.generation_id = g.id) AS usage_rows,
-                (SELECT count(*)::int FROM attempts a
-                  WHERE a.generation_id = g.id AND a.status = 'SUCCEEDED') AS succeeded_attempts
-           FROM generations g WHERE g.id = ANY($1)`,
-        [all],
-      );
-      expect(rows).toHaveLength(all.length);
-      for (const row of rows)
-        expect(row).toEqual({ status: "SUCCEEDED", usage_rows: 1, succeeded_attempts: 1 });
-      const ledgers = await query<{ who: string; spent: string; reserved: string; used: string }>(
+      await expectSucceededOnce(env, all);
+      const ledgers = await env.query<{
+        who: string;
+        spent: string;
+        reserved: string;
+        used: string;
+      }>(
         `SELECT e.user_id AS who, b.spent_usd AS spent, b.reserved_usd AS reserved,
                 (SELECT COALESCE(sum(u.cost_usd), 0) FROM usage_records u
                   WHERE u.end_user_id = b.end_user_id) AS used

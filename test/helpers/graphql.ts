@@ -26,6 +26,22 @@ export async function gql<T = Record<string, any>>(
   return { ...body, status: res.status };
 }
 
+/** A new partner account through `api` (a test server or a gengate process), with its key. */
+export async function partner(
+  api: { url: string },
+  admin: string,
+  name = "acme",
+): Promise<{ accountId: string; key: string }> {
+  const res = await gql<{ createAccount: { account: { id: string }; apiKey: { key: string } } }>(
+    api.url,
+    `mutation($name: String!) { createAccount(name: $name) { account { id } apiKey { key } } }`,
+    { name },
+    admin,
+  );
+  if (!res.data) throw new Error(JSON.stringify(res.errors));
+  return { accountId: res.data.createAccount.account.id, key: res.data.createAccount.apiKey.key };
+}
+
 /** The `extensions.code` of the first error, for terse assertions. */
 export function errorCode(res: GraphQLResponse<unknown>): unknown {
   return res.errors?.[0]?.extensions?.code;

@@ -12,14 +12,28 @@ export function databaseUrl(name: string): string {
   return u.toString();
 }
 
-export async function withAdmin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: PG_ADMIN_URL });
+/** Runs `fn` on a connection of its own to the database at `url`, closed afterwards. */
+export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url });
   await client.connect();
   try {
     return await fn(client);
   } finally {
     await client.end();
   }
+}
+
+export function withAdmin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+  return withClient(PG_ADMIN_URL, fn);
+}
+
+/** One query on the database at `url`: its rows. */
+export function query<T = Record<string, unknown>>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  return withClient(url, async (c) => (await c.query(sql, params)).rows as T[]);
 }
 
 /** A fresh database cloned from the migrated template: isolated and fast. */

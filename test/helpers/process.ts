@@ -30,6 +30,15 @@ export interface LogLine {
 
 export type LogPredicate = (line: LogLine) => boolean;
 
+/**
+ * The line a worker (or `all`) logs once a generation has succeeded, after publishing it; of
+ * generation `id` only, when given.
+ */
+export function succeededLog(id?: string): LogPredicate {
+  return (l) =>
+    l.json?.msg === "generation succeeded" && (id === undefined || l.json.generationId === id);
+}
+
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -6,7 +6,6 @@ import { createLogger, type Logger } from "../../src/common/logger";
 import { loadConfig } from "../../src/config";
 import { buildGraphQLSchema } from "../../src/graphql/schema";
 import { startHttpServer, type HttpServer } from "../../src/http/server";
-import { gql } from "./graphql";
 import { createTestDatabase } from "./postgres";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "./redis";
 
@@ -107,18 +106,5 @@ export async function adminKey(server: TestServer): Promise<string> {
   return (await server.app.services.auth.issueOperatorKey("ADMIN", "test")).key;
 }
 
-/** A new partner account through the API, with its PARTNER key. */
-export async function partner(
-  server: TestServer,
-  admin: string,
-  name = "acme",
-): Promise<{ accountId: string; key: string }> {
-  const res = await gql<{ createAccount: { account: { id: string }; apiKey: { key: string } } }>(
-    server.url,
-    `mutation($name: String!) { createAccount(name: $name) { account { id } apiKey { key } } }`,
-    { name },
-    admin,
-  );
-  if (!res.data) throw new Error(JSON.stringify(res.errors));
-  return { accountId: res.data.createAccount.account.id, key: res.data.createAccount.apiKey.key };
-}
+/** A new partner account through the server's API, beside `adminKey` for in-process tests. */
+export { partner } from "./graphql";

@@ -2,16 +2,15 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import Redis from "ioredis";
-import { Client } from "pg";
 import { deferred } from "../../../src/common/deferred";
 import { freePort } from "../../helpers/ports";
+import { query } from "../../helpers/postgres";
 
 /**
- * A Postgres cluster and a Redis server of the fault suite's own, so that it can restart,
- * crash and flush them without touching the machine's shared instances. Both run as direct
- * children of the test process (Postgres in the foreground, never daemonized), so they are
- * tracked like the gengate children: stopped in `afterAll`, SIGKILLed by an `exit` hook if
+ * A Postgres cluster of the fault suite's own, so that it can restart and crash it without
+ * touching the machine's shared instance (its Redis server is test/helpers/redis-server.ts).
+ * It runs as a direct child of the test process (in the foreground, never daemonized), so it
+ * is tracked like the gengate children: stopped in `afterAll`, SIGKILLed by an `exit` hook if
  * the runner goes away.
  */
 
@@ -221,106 +220,10 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
         await start();
       }
     },
-    query: async <T>(sql: string, params: unknown[] = [], db = "postgres") => {
-      const c = new Client({ connectionString: url(db) });
-      await c.connect();
-      try {
-        return (await c.query(sql, params)).rows as T[];
-      } finally {
-        await c.end();
-      }
-    },
+    query: <T>(sql: string, params: unknown[] = [], db = "postgres") =>
+      query<T>(url(db), sql, params),
     destroy: async () => {
       await stop("immediate");
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-
-export interface PrivateRedis {
-  port: number;
-  url: string;
-  /**
-   * Stops the server and starts it again on the same port. With `flush`, it comes back empty
-   * (queue, caches, breaker state: all gone); without, with what it held (saved first).
-   * `whileDown` runs between the two (the outage lasts until it resolves).
-   */
-  restart(opts: { flush: boolean; whileDown?: () => Promise<unknown> }): Promise<void>;
-  stop(): Promise<void>;
-  start(): Promise<void>;
-  /** A short-lived client for checks. */
-  withClient<T>(fn: (r: Redis) => Promise<T>): Promise<T>;
-  destroy(): Promise<void>;
-}
-
-export async function startPrivateRedis(): Promise<PrivateRedis> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gengate-faults-redis-"));
-  const port = await freePort();
-  const url = `redis://127.0.0.1:${port}`;
-  const args = [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    dir,
-    "--dbfilename",
-    "dump.rdb",
-    "--logfile",
-    "",
-  ];
-  let server: Server | undefined;
-  const start = async () => {
-    server = await startServer("redis-server", args, /Ready to accept connections/, {
-      cwd: dir,
-      what: "private redis-server",
-    });
-  };
-  const withClient = async <T>(fn: (r: Redis) => Promise<T>): Promise<T> => {
-    const r = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
-    await r.connect();
-    try {
-      return await fn(r);
-    } finally {
-      r.disconnect();
-    }
-  };
-  const stop = async () => {
-    await stopServer(server, "SIGKILL");
-    server = undefined;
-  };
-  try {
-    await start();
-  } catch (err) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    port,
-    url,
-    start,
-    stop,
-    withClient,
-    restart: async ({ flush, whileDown }) => {
-      const dump = path.join(dir, "dump.rdb");
-      fs.rmSync(dump, { force: true });
-      if (!flush) await withClient((r) => r.save());
-      // SIGKILL: the server gets no chance to save or to close connections politely.
-      await stop();
-      try {
-        await whileDown?.();
-      } finally {
-        await start();
-      }
-    },
-    destroy: async () => {
-      await stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

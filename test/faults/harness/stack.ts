@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { gql } from "../../helpers/graphql";
+import { gql, partner } from "../../helpers/graphql";
 import {
   assertBuilt,
   createAdminKey,
@@ -12,12 +12,8 @@ import {
   type GengateProcess,
   type GengateRole,
 } from "../../helpers/process";
-import {
-  startPrivatePostgres,
-  startPrivateRedis,
-  type PrivatePostgres,
-  type PrivateRedis,
-} from "./private-services";
+import { startRedisServer, type RedisServer } from "../../helpers/redis-server";
+import { startPrivatePostgres, type PrivatePostgres } from "./private-services";
 
 export const TOKEN_SECRET = "faults-secret-faults-secret-faults-0123";
 const TEMPLATE_DB = "gengate_faults_tmpl";
@@ -32,7 +28,7 @@ export const SPAWN_TIMEOUT_MS = 90_000;
  */
 export interface FaultStack {
   pg: PrivatePostgres;
-  redis: PrivateRedis;
+  redis: RedisServer;
   deployment(name: string): Promise<Deployment>;
   /** Stops every process, server and folder this stack started; safe to call twice. */
   destroy(): Promise<void>;
@@ -82,7 +78,7 @@ export function baseEnv(): Record<string, string> {
 export async function startFaultStack(): Promise<FaultStack> {
   assertBuilt();
   const pg = await startPrivatePostgres();
-  let redis: PrivateRedis | undefined;
+  let redis: RedisServer | undefined;
   let adminKey = "";
   const dirs: string[] = [];
   let destroyed = false;
@@ -90,11 +86,11 @@ export async function startFaultStack(): Promise<FaultStack> {
     if (destroyed) return;
     destroyed = true;
     await stopAllGengates();
-    await Promise.allSettled([pg.destroy(), redis?.destroy()]);
+    await Promise.allSettled([pg.destroy(), redis?.stop()]);
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   };
   try {
-    redis = await startPrivateRedis();
+    redis = await startRedisServer();
     await pg.query(`CREATE DATABASE ${TEMPLATE_DB}`);
     const migrated = await runGengate(["migrate"], {
       ...baseEnv(),
@@ -140,16 +136,7 @@ export async function startFaultStack(): Promise<FaultStack> {
       adminKey,
       spawn: (role, overrides = {}) =>
         spawnGengate(role, env(overrides), { readyTimeoutMs: SPAWN_TIMEOUT_MS }),
-      partnerKey: async (url) => {
-        const res = await gql(
-          url,
-          `mutation { createAccount(name: "faults") { apiKey { key } } }`,
-          {},
-          adminKey,
-        );
-        if (!res.data) throw new Error(`createAccount failed: ${JSON.stringify(res.errors)}`);
-        return res.data.createAccount.apiKey.key as string;
-      },
+      partnerKey: async (url) => (await partner({ url }, adminKey, "faults")).key,
       query: (sql, params) => pg.query(sql, params, database),
     };
   };
