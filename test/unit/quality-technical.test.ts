@@ -1,7 +1,7 @@
 import sharp from "sharp";
 import { sniffContentType } from "../../src/generation/output-store.service";
 import { probeMp4, probePng, probeWav } from "../../src/quality/media-probe";
-import { TechnicalCheck } from "../../src/quality/technical.check";
+import { pixelStats, TechnicalCheck } from "../../src/quality/technical.check";
 import type { QualityInput } from "../../src/quality/quality.types";
 import {
   renderAudio,
@@ -215,5 +215,55 @@ describe("container probes", () => {
     expect(probePng(still)).toEqual({ complete: true });
     expect(probePng(still.subarray(0, still.length - 12))).toMatchObject({ complete: false });
     expect(probeWav(Buffer.from("nope"))).toMatchObject({ complete: false });
+  });
+});
+
+describe("pixel statistics", () => {
+  it("gives libvips' channel means and standard deviations for a decoded picture", async () => {
+    const noise = Buffer.from(Array.from({ length: 37 * 23 * 4 }, (_, i) => (i * 7919) % 251));
+    const png = await sharp(noise, { raw: { width: 37, height: 23, channels: 4 } })
+      .png()
+      .toBuffer();
+    const reference = await sharp(png).stats();
+    const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    const mine = pixelStats(data, info.width, info.height, info.channels);
+    expect(mine).toMatchObject({ width: 37, height: 23 });
+    // Alpha is left out; the colour channels match libvips to rounding.
+    expect(mine.colour).toHaveLength(3);
+    mine.colour.forEach((c, i) => {
+      expect(c.mean).toBeCloseTo(reference.channels[i]!.mean, 6);
+      expect(c.stdev).toBeCloseTo(reference.channels[i]!.stdev, 6);
+    });
+  });
+
+  it("measures a flat picture as flat, and half-and-half grey as one bit of entropy", () => {
+    const flat = pixelStats(Buffer.alloc(8 * 8 * 3, 200), 8, 8, 3);
+    expect(flat.colour).toEqual([
+      { mean: 200, stdev: 0 },
+      { mean: 200, stdev: 0 },
+      { mean: 200, stdev: 0 },
+    ]);
+    expect(flat.entropy).toBe(0);
+    // Grey and alpha: two channels, one of colour.
+    const halves = Buffer.from(
+      Array.from({ length: 4 * 2 }, (_, i) => (i % 2 ? 255 : i < 4 ? 0 : 100)),
+    );
+    const split = pixelStats(halves, 2, 2, 2);
+    expect(split.colour).toHaveLength(1);
+    expect(split.colour[0]!.mean).toBe(50);
+    expect(split.entropy).toBeCloseTo(1, 10);
+  });
+
+  it("is empty, not NaN, for a picture without pixels", () => {
+    expect(pixelStats(Buffer.alloc(0), 0, 0, 3)).toEqual({
+      width: 0,
+      height: 0,
+      colour: [
+        { mean: 0, stdev: 0 },
+        { mean: 0, stdev: 0 },
+        { mean: 0, stdev: 0 },
+      ],
+      entropy: 0,
+    });
   });
 });
