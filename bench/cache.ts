@@ -21,7 +21,7 @@ import { withInfra } from "./lib/infra";
 import { startGengate, stopGengate, type GengateProcess } from "./lib/processes";
 import type { Measure, Scenario } from "./lib/scenario";
 
-const REQUESTS = Number(process.env.BENCH_CACHE_REQUESTS ?? 1000);
+const REQUESTS = Number(process.env.BENCH_CACHE_REQUESTS ?? 600);
 
 type Outcome = "MISS" | "EXACT" | "SEMANTIC" | "INFLIGHT";
 
@@ -159,7 +159,7 @@ async function measure(
         if (outcomeOf(await generate(input)) === "SEMANTIC") semanticInputs.push(input);
       }
     }
-    const n = 1000;
+    const n = 500;
     const exactServer = await timed(
       n,
       (i) => generate(exactInputs[i % exactInputs.length]!),

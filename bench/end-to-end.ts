@@ -25,12 +25,12 @@ import type { Client } from "graphql-ws";
 
 const N = Number(process.env.BENCH_E2E_GENERATIONS ?? 1000);
 const INFLIGHT = Number(process.env.BENCH_E2E_INFLIGHT ?? 200);
-const DRAIN = Number(process.env.BENCH_E2E_DRAIN ?? 1000);
+const DRAIN = Number(process.env.BENCH_E2E_DRAIN ?? 500);
 const SOCKETS = 8;
 const USERS = 200;
 /** Queue steps a worker runs at once. Steps wait on Postgres and Redis, not on the CPU. */
 const CONCURRENCY = process.env.BENCH_E2E_WORKER_CONCURRENCY ?? "32";
-const CEILING_JOBS = Number(process.env.BENCH_E2E_CEILING_JOBS ?? 30_000);
+const CEILING_JOBS = Number(process.env.BENCH_E2E_CEILING_JOBS ?? 10_000);
 
 export const endToEndScenario: Scenario = (ctx) =>
   withInfra(ctx, async (infra) => {
