@@ -67,8 +67,8 @@ export const inFlightScenario: Scenario = (ctx) =>
       });
 
       // Warm-up: the whole path once per user, the provider answering at once.
-      ctx.log("warm-up: 500 generations with a zero-latency provider");
-      await pool(500, 32, (i) =>
+      ctx.log("warm-up: 200 generations with a zero-latency provider");
+      await pool(200, 32, (i) =>
         gql(url, partner, GENERATE, { input: input(i, `warm ${i} [sim:latency=0]`) }),
       );
       for (;;) {
@@ -181,7 +181,7 @@ One \`gengate api\` and one \`gengate worker\` process on Postgres + Redis, both
 the worker and takes ${PROVIDER_MS / 1000} s per job (\`SIM_LATENCY_MS=${PROVIDER_MS}\`, no jitter, one
 progress step); \`WORKER_CONCURRENCY=${CONCURRENCY}\`, \`POLL_MAX_MS=${POLL_MAX_MS}\` (a job's status is
 checked every 30 s: twice in its minute), \`MAX_QUEUED_PER_PRIORITY\` raised out of the way.
-After a warm-up of 500 generations with a zero-latency provider, ${int(TOTAL)} generations
+After a warm-up of 200 generations with a zero-latency provider, ${int(TOTAL)} generations
 (distinct prompts, 500 end users) are sent at ${RATE}/s (at most ${MAX_PENDING} unanswered at once,
 should the api fall behind), each timed from its own send; RSS and
 heap (without GC) of both processes are sampled every second and the PROCESSING rows counted
