@@ -66,6 +66,26 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   // `subscriptions`. Counted per process (README, Configuration).
   const connections = new Map<WsCtx, string>();
   const byCredential = new Map<string, Set<WsCtx>>();
+  // Operations admitted and not yet ended, per credential, and per connection (by operation id)
+  // so that each is let go once: a count, because summing every connection of a credential on
+  // each subscribe costs the square of its connections (5,000 sockets on one key: 25 million
+  // steps to open them).
+  const liveByCredential = new Map<string, number>();
+  const admitted = new WeakMap<WsCtx, Map<string, string>>();
+  const admit = (ctx: WsCtx, id: string, name: string) => {
+    let mine = admitted.get(ctx);
+    if (!mine) admitted.set(ctx, (mine = new Map()));
+    mine.set(id, name);
+    liveByCredential.set(name, (liveByCredential.get(name) ?? 0) + 1);
+  };
+  const release = (ctx: WsCtx, id: string) => {
+    const name = admitted.get(ctx)?.get(id);
+    if (name === undefined) return;
+    admitted.get(ctx)!.delete(id);
+    const left = (liveByCredential.get(name) ?? 1) - 1;
+    if (left > 0) liveByCredential.set(name, left);
+    else liveByCredential.delete(name);
+  };
   app.metrics.watchWebSockets(() => ({
     connections: connections.size,
     subscriptions: [...connections.keys()].reduce(
@@ -136,13 +156,19 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           return [tooMany("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", config)];
         }
         const name = connections.get(ctx);
-        const siblings = name === undefined ? [] : [...(byCredential.get(name) ?? [])];
-        const perKey = siblings.reduce((n, c) => n + Object.keys(c.subscriptions).length, 0);
+        // This one counted too, as in `perConnection`.
+        const perKey = (name === undefined ? 0 : (liveByCredential.get(name) ?? 0)) + 1;
         if (perKey > config.WS_MAX_SUBSCRIPTIONS_PER_KEY) {
           return [tooMany("WS_MAX_SUBSCRIPTIONS_PER_KEY", config)];
         }
+        // Counted from here, before anything is awaited: the next message may be checked
+        // meanwhile. An operation refused below is let go again.
+        if (name !== undefined) admit(ctx, id, name);
         const checked = checkOperation(schema, payload, limits);
-        if ("errors" in checked) return checked.errors;
+        if ("errors" in checked) {
+          release(ctx, id);
+          return checked.errors;
+        }
         const auth = ctx.connectionParams?.authorization;
         try {
           const viewer = await services.auth
@@ -155,6 +181,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
           if (!pending) viewers.set(ctx, (pending = new Map()));
           pending.set(id, viewer);
         } catch (err) {
+          release(ctx, id);
           const original = err instanceof Error ? err : new Error(String(err));
           return [new GraphQLError(original.message, { originalError: original })];
         }
@@ -171,7 +198,9 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
         pending?.delete(id);
         return { viewer, services };
       },
+      onComplete: (ctx, id) => release(ctx, id),
       onClose: (ctx) => {
+        for (const id of [...(admitted.get(ctx)?.keys() ?? [])]) release(ctx, id);
         forget(ctx);
         viewers.delete(ctx);
       },

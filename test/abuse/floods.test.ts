@@ -171,6 +171,31 @@ describe("floods and forged credentials", () => {
       });
     });
 
+    it("gives a credential's places back when its operations end and when their socket closes", async () => {
+      const one = (await connect(a.key)).socket;
+      const two = (await connect(a.key)).socket;
+      for (let i = 0; i < PER_CONNECTION; i++) {
+        one.send({ id: `s${i}`, type: "subscribe", payload: { query: WATCH_USER } });
+      }
+      for (let i = 0; i < SUBS_PER_KEY - PER_CONNECTION - 1; i++) {
+        two.send({ id: `s${i}`, type: "subscribe", payload: { query: WATCH_USER } });
+      }
+      // One place left: each query takes it and gives it back when it completes.
+      for (let i = 0; i < 5; i++) {
+        expect((await operate(two, `q${i}`, { query: VIEWER })).type).toBe("next");
+      }
+      two.send({ id: "last", type: "subscribe", payload: { query: WATCH_USER } });
+      const refused = await operate(two, "over", { query: VIEWER });
+      expect(refused.payload[0].extensions).toMatchObject({
+        limit: "WS_MAX_SUBSCRIPTIONS_PER_KEY",
+      });
+      // The first socket's subscriptions end with it.
+      one.ws.close();
+      await one.closed;
+      await until((h) => h.connections === 1);
+      expect((await operate(two, "again", { query: VIEWER })).type).toBe("next");
+    });
+
     it("refuses connections past WS_MAX_CONNECTIONS with close code 1013", async () => {
       await drained();
       const tokens = await Promise.all(
