@@ -244,7 +244,7 @@ async function startStack(ctx: BenchContext, program: Program, infra: Infra): Pr
       label: program.label,
       generate: () => post(generateBody(), (d) => d?.generate?.id),
       trivial: () => post(trivialBody, (d) => d?.__typename),
-      generations: () => countGenerations(infra.databaseUrl),
+      generations: () => withPg(infra.databaseUrl, (pg) => countGenerations(pg)),
       settled: () => workerSettled(infra.databaseUrl),
       stop: stopStack,
     };
@@ -462,29 +462,29 @@ rate is stepped the same way. Failed or unanswered requests rank as the slowest.
 const SETTLE_TIMEOUT_MS = 180_000;
 
 /** Waits until no generation is queued or running (polled; the bench has no event for it). */
-async function workerSettled(databaseUrl: string): Promise<void> {
-  const pg = new PgClient({ connectionString: databaseUrl });
-  await pg.connect();
-  try {
+function workerSettled(databaseUrl: string): Promise<void> {
+  return withPg(databaseUrl, async (pg) => {
     const until = Date.now() + SETTLE_TIMEOUT_MS;
-    for (;;) {
-      const { rows } = await pg.query(
-        `SELECT count(*)::int AS n FROM generations WHERE status IN ('QUEUED', 'PROCESSING')`,
-      );
-      if ((rows[0] as { n: number }).n === 0 || Date.now() > until) return;
+    while ((await countGenerations(pg, ["QUEUED", "PROCESSING"])) > 0 && Date.now() < until) {
       await sleep(250);
     }
-  } finally {
-    await pg.end();
-  }
+  });
 }
 
-async function countGenerations(databaseUrl: string): Promise<number> {
+/** Generations stored, or only those in one of `statuses`. */
+async function countGenerations(pg: PgClient, statuses?: string[]): Promise<number> {
+  const { rows } = await pg.query(
+    `SELECT count(*)::int AS n FROM generations WHERE $1::text[] IS NULL OR status = ANY($1)`,
+    [statuses ?? null],
+  );
+  return (rows[0] as { n: number }).n;
+}
+
+async function withPg<T>(databaseUrl: string, run: (pg: PgClient) => Promise<T>): Promise<T> {
   const pg = new PgClient({ connectionString: databaseUrl });
   await pg.connect();
   try {
-    const { rows } = await pg.query(`SELECT count(*)::int AS n FROM generations`);
-    return (rows[0] as { n: number }).n;
+    return await run(pg);
   } finally {
     await pg.end();
   }

@@ -17,7 +17,7 @@
  * process started with --inspect), before any connection and after all of them: connected and
  * idle, then each with its subscription.
  */
-import { createClient, type Client } from "graphql-ws";
+import type { Client } from "graphql-ws";
 import Redis from "ioredis";
 import WebSocket from "ws";
 import { BudgetRepository } from "../src/cost/budget.repository";
@@ -25,7 +25,7 @@ import { GenerationEvents, type GenerationSnapshot } from "../src/generation/gen
 import { GenerationRepository } from "../src/generation/generation.repository";
 import { openDatabase } from "../src/infra/data-source";
 import { RedisPubSub } from "../src/infra/pubsub/redis.pubsub";
-import { adminKey, createPartner, gql, GENERATE } from "./lib/graphql";
+import { adminKey, createPartner, gql, GENERATE, wsClient } from "./lib/graphql";
 import { withInfra } from "./lib/infra";
 import { Inspector } from "./lib/memory";
 import { rssBytes, startGengate, stopGengate, type GengateProcess } from "./lib/processes";
@@ -124,14 +124,7 @@ export const fanOutScenario: Scenario = (ctx) =>
         for (let i = 0; i < SUBSCRIBERS; i += BATCH) {
           await Promise.all(
             Array.from({ length: Math.min(BATCH, SUBSCRIBERS - i) }, () => {
-              const client = createClient({
-                url: url.replace(/^http/, "ws") + "/graphql",
-                webSocketImpl: WebSocket,
-                connectionParams: { authorization: `Bearer ${partner}` },
-                lazy: false,
-                retryAttempts: 0,
-                keepAlive: 0,
-              });
+              const client = wsClient(url, partner);
               clients.push(client);
               return new Promise<void>((resolve, reject) => {
                 client.on("connected", () => resolve());
@@ -320,14 +313,7 @@ async function connectFew(url: string, key: string, n: number): Promise<Client[]
   const out: Client[] = [];
   await Promise.all(
     Array.from({ length: n }, () => {
-      const client = createClient({
-        url: url.replace(/^http/, "ws") + "/graphql",
-        webSocketImpl: WebSocket,
-        connectionParams: { authorization: `Bearer ${key}` },
-        lazy: false,
-        retryAttempts: 0,
-        keepAlive: 0,
-      });
+      const client = wsClient(url, key);
       out.push(client);
       return new Promise<void>((resolve) => client.on("connected", () => resolve()));
     }),
