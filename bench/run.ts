@@ -49,6 +49,12 @@ const SCENARIOS: ScenarioEntry[] = [
   },
   // Minutes of loading 10 million rows: run it on its own.
   { name: "usage", inFullRun: false, load: async () => (await import("./usage.js")).usageScenario },
+  // A setting's cost and recall rather than a goal: run it when the index changes.
+  {
+    name: "semantic-index",
+    inFullRun: false,
+    load: async () => (await import("./semantic-index.js")).semanticIndexScenario,
+  },
 ];
 
 async function main() {
