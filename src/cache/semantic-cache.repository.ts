@@ -20,6 +20,14 @@ export interface SemanticMatch {
 // Any constant works; it only has to be the same in every gengate process.
 const INDEX_LOCK = 74_656_002;
 
+/**
+ * The build parameters of every embedder's HNSW index (pgvector's defaults: m = 16,
+ * ef_construction = 64). A paid generation's entry is an insert into the graph, whose cost grows
+ * with both; at these, lookups at the default `hnsw.ef_search` give the same hits
+ * (bench/semantic-index.ts, bench/README.md). Migration 1764350000000 set them on existing indexes.
+ */
+export const HNSW_BUILD = { m: 12, efConstruction: 48 } as const;
+
 /** `refreshStatistics` analyzes after this many changed rows, and this share of the table. */
 const STATS_MIN_CHANGES = 500;
 const STATS_CHANGED_SHARE = 0.2;
@@ -44,6 +52,7 @@ export class SemanticCacheRepository {
       await m.query(
         `CREATE INDEX IF NOT EXISTS ${name} ON semantic_cache_entries
            USING hnsw ((embedding::vector(${dimensions})) vector_cosine_ops)
+           WITH (m = ${HNSW_BUILD.m}, ef_construction = ${HNSW_BUILD.efConstruction})
            WHERE embedder = ${quoteLiteral(embedder)}`,
       );
     });
