@@ -30,6 +30,11 @@ const schema = z.object({
   /** Postgres connection string; unset means the embedded PGlite database in DATA_DIR. */
   DATABASE_URL: optionalUrl(["postgres", "postgresql"]),
   DB_POOL_SIZE: intFrom(1, 200).default(10),
+  /**
+   * Parameterised statements as named prepared statements, parsed once per connection. Off
+   * behind a pooler that does not keep them (PgBouncer in transaction mode before 1.21).
+   */
+  DB_PREPARED_STATEMENTS: bool.default("true"),
   /** Redis connection string; unset means in-process queue, pub/sub and cache. */
   REDIS_URL: optionalUrl(["redis", "rediss"]),
   /**

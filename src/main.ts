@@ -24,7 +24,7 @@ commands:
   migrate                 apply database migrations and exit
   create-key --role admin|partner [--label TEXT]
                           print a new API key for the operators' account
-    print-schema            print the GraphQL SDL
+  print-schema            print the GraphQL SDL
   sim-provider            the simulated provider as an HTTP server (Replicate protocol)`;
 
 async function main(argv: string[]): Promise<number> {

@@ -110,6 +110,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     url: config.DATABASE_URL,
     dataDir: config.DATA_DIR,
     poolSize: config.DB_POOL_SIZE,
+    preparedStatements: config.DB_PREPARED_STATEMENTS,
   });
   const applied = await migrate(db.dataSource);
   if (applied.length) logger.info({ applied }, "migrations applied");

@@ -1,4 +1,5 @@
 import type { DataSource } from "typeorm";
+import { UNPREPARED } from "../infra/prepared-statements";
 
 export interface SemanticEntry {
   generationId: string;
@@ -72,9 +73,12 @@ export class SemanticCacheRepository {
     assertDimensions(dims);
     const cast = `vector(${dims})`;
     // One statement, no transaction: the iterative scan the filter needs is a session setting
-    // of every connection (see `openDatabase`).
+    // of every connection (see `openDatabase`). Planned for its values every time: whether the
+    // HNSW index or the scope's index is the better path depends on how many entries the scope
+    // holds, which a generic plan would not know.
     const rows = (await this.db.query(
-      `SELECT e.generation_id, e.prompt,
+      `${UNPREPARED}
+       SELECT e.generation_id, e.prompt,
               1 - (e.embedding::${cast} <=> $1::${cast}) AS similarity
          FROM semantic_cache_entries e
          JOIN accounts a ON a.id = e.account_id AND a.semantic_cache

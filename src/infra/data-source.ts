@@ -4,6 +4,7 @@ import path from "node:path";
 import { DataSource } from "typeorm";
 import { ENTITIES } from "../entities";
 import { lockDataDir } from "./data-dir-lock";
+import { PreparingClient } from "./prepared-statements";
 import { Initial1764280000000 } from "../../migrations/1764280000000-initial";
 import { Callbacks1764290000000 } from "../../migrations/1764290000000-callbacks";
 import { ProviderWebhooks1764290000001 } from "../../migrations/1764290000001-provider-webhooks";
@@ -37,6 +38,8 @@ export interface DatabaseOptions {
   url?: string;
   dataDir: string;
   poolSize: number;
+  /** Send parameterised statements as named prepared statements (see PreparingClient). */
+  preparedStatements?: boolean;
 }
 
 export interface Database {
@@ -74,7 +77,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       migrations: MIGRATIONS,
       synchronize: false,
       uuidExtension: "pgcrypto",
-      extra: { max: opts.poolSize, idleTimeoutMillis: 30_000 },
+      extra: {
+        max: opts.poolSize,
+        idleTimeoutMillis: 30_000,
+        ...(opts.preparedStatements === false ? {} : { Client: PreparingClient }),
+      },
     });
     await dataSource.initialize();
     return { dataSource, embedded: false, close: () => dataSource.destroy() };

@@ -17,6 +17,14 @@ describe("configuration", () => {
     expect(() => loadConfig({ PLAYGROUND: "maybe" })).toThrow(/PLAYGROUND/);
   });
 
+  it("prepares statements unless DB_PREPARED_STATEMENTS=false", () => {
+    expect(loadConfig({}).DB_PREPARED_STATEMENTS).toBe(true);
+    expect(loadConfig({ DB_PREPARED_STATEMENTS: "false" }).DB_PREPARED_STATEMENTS).toBe(false);
+    expect(() => loadConfig({ DB_PREPARED_STATEMENTS: "sometimes" })).toThrow(
+      /DB_PREPARED_STATEMENTS/,
+    );
+  });
+
   it("names every invalid variable in one message", () => {
     expect(() =>
       loadConfig({ PORT: "http", REDIS_URL: "localhost:6379", SIM_FAILURE_RATE: "2" }),
