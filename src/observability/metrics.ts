@@ -128,6 +128,11 @@ export interface MetricsRecorder {
   providerAttempt(provider: string, ok: boolean, seconds: number): void;
   /** The output quality score (0..1) of a generation of `model`. */
   recordQuality(model: string, score: number): void;
+  /**
+   * One subscription event's result for one operation: executed for it, or `shared` (the
+   * result another operation's execution of the same event and selection gave).
+   */
+  subscriptionResult(shared: boolean): void;
 }
 
 export interface MetricsOptions {
@@ -180,6 +185,7 @@ export class Metrics implements MetricsRecorder {
     cached: "true" | "false";
   }>;
   private readonly errors: Counter<{ source: string; code: string }>;
+  private readonly subscriptionResults: Counter<{ shared: "true" | "false" }>;
   private readonly queueWaitSeconds: Histogram<{ priority: string }>;
   private readonly providerSeconds: Histogram<{ provider: string; outcome: "ok" | "error" }>;
   private readonly generationSeconds: Histogram<{ model: string; status: string }>;
@@ -221,6 +227,10 @@ export class Metrics implements MetricsRecorder {
     });
     this.errors = meter.createCounter("gengate_errors", {
       description: "Errors by source (graphql, attempt) and stable code.",
+    });
+    this.subscriptionResults = meter.createCounter("gengate_subscription_results", {
+      description:
+        "Subscription events' results, one per operation, by whether another operation's execution was shared.",
     });
     this.queueWaitSeconds = meter.createHistogram("gengate_queue_wait_seconds", {
       description: "Time from creation to the first attempt, by priority, in seconds.",
@@ -356,6 +366,10 @@ export class Metrics implements MetricsRecorder {
 
   error(source: ErrorSource, code: string): void {
     this.errors.add(1, { source: closed(ERROR_SOURCES, source), code: errorCode(code) });
+  }
+
+  subscriptionResult(shared: boolean): void {
+    this.subscriptionResults.add(1, { shared: shared ? "true" : "false" });
   }
 
   queueWait(priority: string, seconds: number): void {
