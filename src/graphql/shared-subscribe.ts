@@ -15,8 +15,12 @@ export interface SharedSubscribeOptions {
    * result only when theirs are equal. `null` keeps the operation's results its own.
    */
   contextKey(contextValue: unknown): string | null;
-  /** Told once per event and operation: whether its result was reused from another's. */
-  onResult?(shared: boolean): void;
+  /**
+   * Told, for each event, how many operations it was executed for and how many reused one of
+   * those results: once the event's results are forgotten (one call per event, not one per
+   * operation: with thousands of subscribers, counting each costs more than sharing saves).
+   */
+  onResults?(executed: number, shared: number): void;
 }
 
 /**
@@ -47,10 +51,12 @@ export function sharedSubscribe(
   options: SharedSubscribeOptions,
 ): (args: ExecutionArgs) => Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   // Per event object, and per operation as `sharingKey` names it; emptied each turn (above).
-  const results = new WeakMap<object, Map<string, PromiseOrValue<ExecutionResult>>>();
-  const run = (args: ExecutionArgs, event: unknown) => {
-    options.onResult?.(false);
-    return execute({ ...args, rootValue: event });
+  const remembered = new WeakMap<object, EventResults>();
+  const run = (args: ExecutionArgs, event: unknown) => execute({ ...args, rootValue: event });
+  const forget = (event: object) => {
+    const entry = remembered.get(event);
+    remembered.delete(event);
+    if (entry) options.onResults?.(entry.results.size, entry.shared);
   };
 
   return async (args) => {
@@ -59,19 +65,22 @@ export function sharedSubscribe(
     const key = sharingKey(args);
     return mapAsyncIterator(stream, (event) => {
       // Only an object can be the same event for several streams.
-      if (key === null || typeof event !== "object" || event === null) return run(args, event);
-      let byOperation = results.get(event);
-      if (!byOperation) {
-        results.set(event, (byOperation = new Map()));
-        setImmediate(() => results.delete(event));
+      if (key === null || typeof event !== "object" || event === null) {
+        options.onResults?.(1, 0);
+        return run(args, event);
       }
-      const known = byOperation.get(key);
+      let entry = remembered.get(event);
+      if (!entry) {
+        remembered.set(event, (entry = { results: new Map(), shared: 0 }));
+        setImmediate(forget, event);
+      }
+      const known = entry.results.get(key);
       if (known !== undefined) {
-        options.onResult?.(true);
+        entry.shared++;
         return known;
       }
       const result = run(args, event);
-      byOperation.set(key, result);
+      entry.results.set(key, result);
       return result;
     });
   };
@@ -89,6 +98,13 @@ export function sharedSubscribe(
       context,
     ]);
   }
+}
+
+interface EventResults {
+  /** By sharing key: each executed once. */
+  results: Map<string, PromiseOrValue<ExecutionResult>>;
+  /** How many times one of them was handed to another operation. */
+  shared: number;
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

@@ -111,7 +111,7 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
       // execution of each event between them, not one each (the fan-out bench).
       subscribe: sharedSubscribe(schema, {
         contextKey: (context) => contextSharingKey(context as GraphQLContext),
-        onResult: (shared) => app.metrics.subscriptionResult(shared),
+        onResults: (executed, shared) => app.metrics.subscriptionResults(executed, shared),
       }),
       onConnect: async (ctx) => {
         let viewer: Viewer | null;

@@ -129,10 +129,10 @@ export interface MetricsRecorder {
   /** The output quality score (0..1) of a generation of `model`. */
   recordQuality(model: string, score: number): void;
   /**
-   * One subscription event's result for one operation: executed for it, or `shared` (the
-   * result another operation's execution of the same event and selection gave).
+   * Subscription events' results: `executed` for an operation, and `shared` (handed to another
+   * operation with the same selection, variables and viewer instead of executing it again).
    */
-  subscriptionResult(shared: boolean): void;
+  subscriptionResults(executed: number, shared: number): void;
 }
 
 export interface MetricsOptions {
@@ -185,7 +185,7 @@ export class Metrics implements MetricsRecorder {
     cached: "true" | "false";
   }>;
   private readonly errors: Counter<{ source: string; code: string }>;
-  private readonly subscriptionResults: Counter<{ shared: "true" | "false" }>;
+  private readonly subscriptionResultCounter: Counter<{ shared: "true" | "false" }>;
   private readonly queueWaitSeconds: Histogram<{ priority: string }>;
   private readonly providerSeconds: Histogram<{ provider: string; outcome: "ok" | "error" }>;
   private readonly generationSeconds: Histogram<{ model: string; status: string }>;
@@ -228,7 +228,7 @@ export class Metrics implements MetricsRecorder {
     this.errors = meter.createCounter("gengate_errors", {
       description: "Errors by source (graphql, attempt) and stable code.",
     });
-    this.subscriptionResults = meter.createCounter("gengate_subscription_results", {
+    this.subscriptionResultCounter = meter.createCounter("gengate_subscription_results", {
       description:
         "Subscription events' results, one per operation, by whether another operation's execution was shared.",
     });
@@ -368,8 +368,9 @@ export class Metrics implements MetricsRecorder {
     this.errors.add(1, { source: closed(ERROR_SOURCES, source), code: errorCode(code) });
   }
 
-  subscriptionResult(shared: boolean): void {
-    this.subscriptionResults.add(1, { shared: shared ? "true" : "false" });
+  subscriptionResults(executed: number, shared: number): void {
+    if (executed > 0) this.subscriptionResultCounter.add(executed, { shared: "false" });
+    if (shared > 0) this.subscriptionResultCounter.add(shared, { shared: "true" });
   }
 
   queueWait(priority: string, seconds: number): void {
