@@ -15,7 +15,7 @@ import { WebSocket, WebSocketServer } from "ws";
 import type { Viewer } from "../auth/viewer";
 import type { App } from "../app/app";
 import { AppError, isUnavailableError, unavailable } from "../common/errors";
-import type { GraphQLContext } from "../graphql/context";
+import { contextSharingKey, type GraphQLContext } from "../graphql/context";
 import { formatError, isUnexpected } from "../graphql/errors";
 import {
   checkOperation,
@@ -23,6 +23,7 @@ import {
   depthLimitRule,
   type QueryLimits,
 } from "../graphql/limits";
+import { sharedSubscribe } from "../graphql/shared-subscribe";
 import { usageCsvHandler } from "./usage-csv.handler";
 import { mountWebPages } from "./web-pages";
 
@@ -106,6 +107,12 @@ export async function startHttpServer(app: App, schema: GraphQLSchema): Promise<
   const wsServer = useServer<{ authorization?: unknown }, WsExtra>(
     {
       schema,
+      // Subscribers of one generation with the same selection and credential get one
+      // execution of each event between them, not one each (the fan-out bench).
+      subscribe: sharedSubscribe(schema, {
+        contextKey: (context) => contextSharingKey(context as GraphQLContext),
+        onResults: (executed, shared) => app.metrics.subscriptionResults(executed, shared),
+      }),
       onConnect: async (ctx) => {
         let viewer: Viewer | null;
         try {

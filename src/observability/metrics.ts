@@ -128,6 +128,11 @@ export interface MetricsRecorder {
   providerAttempt(provider: string, ok: boolean, seconds: number): void;
   /** The output quality score (0..1) of a generation of `model`. */
   recordQuality(model: string, score: number): void;
+  /**
+   * Subscription events' results: `executed` for an operation, and `shared` (handed to another
+   * operation with the same selection, variables and viewer instead of executing it again).
+   */
+  subscriptionResults(executed: number, shared: number): void;
 }
 
 export interface MetricsOptions {
@@ -180,6 +185,7 @@ export class Metrics implements MetricsRecorder {
     cached: "true" | "false";
   }>;
   private readonly errors: Counter<{ source: string; code: string }>;
+  private readonly subscriptionResultCounter: Counter<{ shared: "true" | "false" }>;
   private readonly queueWaitSeconds: Histogram<{ priority: string }>;
   private readonly providerSeconds: Histogram<{ provider: string; outcome: "ok" | "error" }>;
   private readonly generationSeconds: Histogram<{ model: string; status: string }>;
@@ -221,6 +227,10 @@ export class Metrics implements MetricsRecorder {
     });
     this.errors = meter.createCounter("gengate_errors", {
       description: "Errors by source (graphql, attempt) and stable code.",
+    });
+    this.subscriptionResultCounter = meter.createCounter("gengate_subscription_results", {
+      description:
+        "Subscription events' results, one per operation, by whether another operation's execution was shared.",
     });
     this.queueWaitSeconds = meter.createHistogram("gengate_queue_wait_seconds", {
       description: "Time from creation to the first attempt, by priority, in seconds.",
@@ -356,6 +366,11 @@ export class Metrics implements MetricsRecorder {
 
   error(source: ErrorSource, code: string): void {
     this.errors.add(1, { source: closed(ERROR_SOURCES, source), code: errorCode(code) });
+  }
+
+  subscriptionResults(executed: number, shared: number): void {
+    if (executed > 0) this.subscriptionResultCounter.add(executed, { shared: "false" });
+    if (shared > 0) this.subscriptionResultCounter.add(shared, { shared: "true" });
   }
 
   queueWait(priority: string, seconds: number): void {
