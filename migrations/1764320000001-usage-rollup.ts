@@ -18,7 +18,7 @@ import type { MigrationInterface, QueryRunner } from "typeorm";
  * No foreign key to accounts: the rollups are derived data, and a cascade that removed their
  * rows first would leave the DELETE trigger nothing to subtract from (it only updates).
  */
-const SUMS = [
+export const SUMS = [
   "generations",
   "cost_usd",
   "cache_hits",
@@ -33,7 +33,7 @@ const SUMS = [
   "paid_timed",
 ];
 
-const ROLLUPS = [
+export const ROLLUPS = [
   { table: "usage_daily", key: ["account_id", "day", "model", "provider", "media_type"] },
   {
     table: "usage_daily_users",
@@ -41,10 +41,10 @@ const ROLLUPS = [
   },
 ];
 
-const DAY = `(created_at AT TIME ZONE 'UTC')::date`;
+export const DAY = `(created_at AT TIME ZONE 'UTC')::date`;
 
 /** Rollup key and sums of a set of usage_records rows (a table or a transition table). */
-function grouped(source: string, key: string[]): string {
+export function grouped(source: string, key: string[]): string {
   const keyExprs = key.map((k) => (k === "day" ? DAY : k));
   return `
     SELECT ${keyExprs.map((e, i) => `${e} AS ${key[i]}`).join(", ")},
@@ -67,10 +67,10 @@ function grouped(source: string, key: string[]): string {
      GROUP BY ${keyExprs.join(", ")}`;
 }
 
-const columns = (key: string[]) => [...key, ...SUMS].join(", ");
+export const columns = (key: string[]) => [...key, ...SUMS].join(", ");
 
 /** Subtracts the old rows' sums, then drops keys left with no generation. */
-function subtract(table: string, key: string[]): string {
+export function subtract(table: string, key: string[]): string {
   const match = key
     .map((k) => (k === "provider" ? `d.${k} IS NOT DISTINCT FROM o.${k}` : `d.${k} = o.${k}`))
     .join(" AND ");
@@ -87,7 +87,7 @@ function subtract(table: string, key: string[]): string {
  * Adds the new rows' sums, in key order, so that two bulk inserts touching the same keys lock
  * them in the same order instead of deadlocking.
  */
-function add(table: string, key: string[]): string {
+export function add(table: string, key: string[]): string {
   return `
     INSERT INTO ${table} AS d (${columns(key)})
     ${grouped("new_rows", key)} ORDER BY ${key.map((_k, i) => i + 1).join(", ")}

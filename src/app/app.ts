@@ -381,6 +381,7 @@ export async function createApp(config: Config, roles: AppRoles, logger: Logger)
     callbacks,
     cache,
     { reconcile: () => batches?.reconcile() ?? Promise.resolve(0) },
+    new UsageRepository(db.dataSource),
   );
 
   let consumer: QueueConsumer | undefined;

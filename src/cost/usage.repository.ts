@@ -170,9 +170,13 @@ export function buildUsageQuery(q: UsageQuery): { text: string; params: unknown[
       ? `GROUPING(${columns.join(", ")}) <> 0 AS is_total,
          ${columns.map((c) => OUTPUT[c] ?? c).join(", ")},`
       : `true AS is_total,`;
+  // A key whose generations were all deleted may keep rollup rows that sum to zero (see
+  // migration 1764360000000): not a group.
   const groupBy =
     columns.length > 0
-      ? `GROUP BY GROUPING SETS ((${columns.join(", ")}), ()) ORDER BY ${columns.join(", ")}`
+      ? `GROUP BY GROUPING SETS ((${columns.join(", ")}), ())
+         HAVING GROUPING(${columns.join(", ")}) <> 0 OR sum(generations) <> 0
+         ORDER BY ${columns.join(", ")}`
       : "";
   return {
     text: `WITH parts AS (${parts.join(" UNION ALL ")})
@@ -191,6 +195,50 @@ export function buildUsageQuery(q: UsageQuery): { text: string; params: unknown[
  */
 export class UsageRepository {
   constructor(private readonly db: DataSource) {}
+
+  /**
+   * Folds the shards of `usage_daily` for the days before today (UTC) into shard 0, and
+   * deletes rows whose sums are all zero (keys whose generations were all deleted); returns
+   * how many rows it removed. Rows are locked in key order, the order the triggers lock them
+   * in, so a writer and the compaction cannot deadlock; and each row's condition is checked
+   * again on the version it waited for, so what a writer just added is folded, never dropped.
+   */
+  async compactRollup(): Promise<number> {
+    const past = `day < (now() AT TIME ZONE 'UTC')::date`;
+    return this.db.transaction(async (m) => {
+      await m.query(
+        `SELECT 1 FROM usage_daily WHERE ${past} AND shard <> 0
+          ORDER BY ${ROLLUP_KEY_ORDER} FOR UPDATE`,
+      );
+      const [folded] = (await m.query(
+        `WITH moved AS (
+           DELETE FROM usage_daily WHERE ${past} AND shard <> 0 RETURNING *),
+         kept AS (
+           INSERT INTO usage_daily AS d (account_id, day, model, provider, media_type, shard,
+                                         ${ROLLUP_SUMS})
+           SELECT account_id, day, model, provider, media_type, 0,
+                  ${ROLLUP_SUMS.split(",")
+                    .map((c) => `sum(${c.trim()})`)
+                    .join(", ")}
+             FROM moved GROUP BY account_id, day, model, provider, media_type
+            ORDER BY account_id, day, model, provider, media_type
+           ON CONFLICT (account_id, day, model, provider, media_type, shard) DO UPDATE SET
+             ${ROLLUP_SUMS.split(",")
+               .map((c) => `${c.trim()} = d.${c.trim()} + excluded.${c.trim()}`)
+               .join(", ")})
+         SELECT count(*)::int AS n FROM moved`,
+      )) as Array<{ n: number }>;
+      const [dropped] = (await m.query(
+        `WITH gone AS (
+           DELETE FROM usage_daily WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM usage_daily WHERE ${past} AND generations <= 0 AND ${ALL_ZERO}
+              ORDER BY ${ROLLUP_KEY_ORDER} FOR UPDATE))
+           RETURNING 1)
+         SELECT count(*)::int AS n FROM gone`,
+      )) as Array<{ n: number }>;
+      return folded!.n + dropped!.n;
+    });
+  }
 
   async report(q: UsageQuery): Promise<UsageResult> {
     const { text, params } = buildUsageQuery(q);
@@ -217,6 +265,13 @@ export class UsageRepository {
     };
   }
 }
+
+/** The rollup's key columns, in the order writers lock its rows. */
+const ROLLUP_KEY_ORDER = "account_id, day, model, provider, media_type, shard";
+/** Sums that are all zero: a row that adds nothing. */
+const ALL_ZERO = ROLLUP_SUMS.split(",")
+  .map((c) => `${c.trim()} = 0`)
+  .join(" AND ");
 
 function totalsOf(r: SumsRow): UsageTotals {
   return {

@@ -35,6 +35,8 @@ export class Reconciler {
     private readonly cache?: { sweepExpired(): Promise<number> },
     /** Batches: due groups collected, lost submit and status-check jobs put back. */
     private readonly batches?: { reconcile(): Promise<number> },
+    /** The usage rollup's shards of past days, folded (and its rows of zeros dropped). */
+    private readonly usage?: { compactRollup(): Promise<number> },
   ) {}
 
   start(): void {
@@ -74,6 +76,13 @@ export class Reconciler {
     if (this.cache) {
       const swept = await this.cache.sweepExpired();
       if (swept > 0) this.logger.info({ swept }, "expired semantic cache entries deleted");
+    }
+    if (this.usage) {
+      // Only how many rows reports read depends on it: a failure must not stop the pass.
+      await this.usage.compactRollup().then(
+        (rows) => rows > 0 && this.logger.debug({ rows }, "usage rollup compacted"),
+        (err: unknown) => this.logger.warn({ err }, "usage rollup not compacted"),
+      );
     }
     return requeued;
   }

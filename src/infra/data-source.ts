@@ -16,6 +16,7 @@ import { Batching1764320000002 } from "../../migrations/1764320000002-batching";
 import { UsageRollup1764320000001 } from "../../migrations/1764320000001-usage-rollup";
 import { Quality1764330000000 } from "../../migrations/1764330000000-quality";
 import { OperatorStats1764340000000 } from "../../migrations/1764340000000-operator-stats";
+import { UsageShards1764360000000 } from "../../migrations/1764360000000-usage-shards";
 import { SemanticIndexParams1764350000000 } from "../../migrations/1764350000000-semantic-index-params";
 
 export const MIGRATIONS = [
@@ -31,6 +32,7 @@ export const MIGRATIONS = [
   TraceContext1764330000001,
   OperatorStats1764340000000,
   SemanticIndexParams1764350000000,
+  UsageShards1764360000000,
 ];
 
 export interface DatabaseOptions {

@@ -1,7 +1,12 @@
 import { parse } from "csv-parse/sync";
 import { Client } from "pg";
 import type { Viewer } from "../../src/auth/viewer";
-import type { UsageDimension, UsageGroup } from "../../src/cost/usage.repository";
+import {
+  UsageRepository,
+  type UsageDimension,
+  type UsageGroup,
+} from "../../src/cost/usage.repository";
+import { USAGE_SHARDS } from "../../migrations/1764360000000-usage-shards";
 import { errorCode, gql } from "../helpers/graphql";
 import {
   adminKey,
@@ -101,7 +106,12 @@ function rollupDrift(table: string, key: string[]): string {
            COALESCE(sum(duration_ms) FILTER (WHERE NOT cached), 0) AS paid_duration_ms,
            count(duration_ms) FILTER (WHERE NOT cached) AS paid_timed
       FROM usage_records GROUP BY ${exprs.join(", ")}),
-  kept AS (SELECT ${key.join(", ")}, ${sums} FROM ${table})
+  kept AS (
+    SELECT ${key.join(", ")}, ${sums
+      .split(",")
+      .map((c) => `sum(${c.trim()}) AS ${c.trim()}`)
+      .join(", ")}
+      FROM ${table} GROUP BY ${key.join(", ")} HAVING sum(generations) <> 0)
   SELECT count(*)
     FROM ((TABLE fresh EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE fresh)) d`;
 }
@@ -402,13 +412,108 @@ describe("usage", () => {
       ]);
       const [drift] = await sql<{ n: number }>(ROLLUP_DRIFT);
       expect(drift!.n).toBe(0);
+      // The end-user rollup drops a key with its last generation; the sharded one keeps rows
+      // that sum to zero until it is compacted, and reports leave them out.
       const [empty] = await sql<{ n: number }>(
-        `SELECT ((SELECT count(*) FROM usage_daily WHERE generations <= 0)
-               + (SELECT count(*) FROM usage_daily_users WHERE generations <= 0))::int AS n`,
+        `SELECT count(*)::int AS n FROM usage_daily_users WHERE generations <= 0`,
       );
       expect(empty!.n).toBe(0);
       const { rows } = await report(adminViewer, FROM, "2026-12-31T00:00:00Z", ALL_GROUPINGS[15]!);
       expect(rows).toEqual(await reference(FROM, "2026-12-31T00:00:00Z", ALL_GROUPINGS[15]!));
+    });
+  });
+
+  describe("the rollup's shards", () => {
+    // A past day (compaction folds the days before today) with rows of its own.
+    const DAY = "2026-08-10T00:00:00Z";
+    const NEXT = "2026-08-11T00:00:00Z";
+
+    /** `n` connections on distinct shards (backend pid modulo the shard count). */
+    async function onDistinctShards(n: number): Promise<Client[]> {
+      const kept = new Map<number, Client>();
+      const spare: Client[] = [];
+      try {
+        while (kept.size < n) {
+          const c = new Client({ connectionString: env.databaseUrl });
+          await c.connect();
+          const { rows } = await c.query<{ shard: number }>(
+            `SELECT pg_backend_pid() % ${USAGE_SHARDS} AS shard`,
+          );
+          if (kept.has(rows[0]!.shard)) spare.push(c);
+          else kept.set(rows[0]!.shard, c);
+        }
+      } finally {
+        await Promise.all(spare.map((c) => c.end()));
+      }
+      return [...kept.values()];
+    }
+
+    it("lets transactions of different shards add to one key without waiting on each other", async () => {
+      const [a, b] = await onDistinctShards(2);
+      try {
+        await a!.query("BEGIN");
+        await b!.query("BEGIN");
+        await a!.query(SEED_ONE, [acme.accountId, "alice", "0.25", "2026-08-10T10:00:00Z"]);
+        // With one row per key this would wait for `a` to commit: refused after 1 s instead.
+        await b!.query("SET LOCAL lock_timeout = '1s'");
+        await b!.query(SEED_ONE, [acme.accountId, "bob", "0.5", "2026-08-10T11:00:00Z"]);
+        await a!.query("COMMIT");
+        await b!.query("COMMIT");
+      } finally {
+        await Promise.all([a!.end(), b!.end()]);
+      }
+      const rows = await sql<{ shards: number; generations: number }>(
+        `SELECT count(*)::int AS shards, sum(generations)::int AS generations FROM usage_daily
+          WHERE account_id = $1 AND day = '2026-08-10' AND model = 'sim-image-fast'`,
+        [acme.accountId],
+      );
+      expect(rows).toEqual([{ shards: 2, generations: 2 }]);
+      const [drift] = await sql<{ n: number }>(ROLLUP_DRIFT);
+      expect(drift!.n).toBe(0);
+    });
+
+    it("compacts past days into one row per key and drops keys left with nothing", async () => {
+      const clients = await onDistinctShards(3);
+      try {
+        await Promise.all(
+          clients.map((c, n) =>
+            c.query(SEED, [globex.accountId, "2026-08-10T01:00:00Z", 30_000 + n * 100, 30]),
+          ),
+        );
+        // Every sim-audio generation of the day deleted from a shard of its own.
+        await clients[0]!.query(
+          `DELETE FROM usage_records WHERE account_id = $1 AND model = 'sim-audio'
+              AND created_at >= $2 AND created_at < $3`,
+          [globex.accountId, DAY, NEXT],
+        );
+      } finally {
+        await Promise.all(clients.map((c) => c.end()));
+      }
+      const shardRows = `SELECT count(*)::int AS n FROM usage_daily
+        WHERE day < (now() AT TIME ZONE 'UTC')::date AND (shard <> 0 OR generations <= 0)`;
+      expect((await sql<{ n: number }>(shardRows))[0]!.n).toBeGreaterThan(0);
+      const before = await report(adminViewer, DAY, NEXT, ["MODEL", "PROVIDER"]);
+      expect(before.rows).toEqual(await reference(DAY, NEXT, ["MODEL", "PROVIDER"]));
+      expect(before.rows.some((r) => (r as Record<string, unknown>).model === "sim-audio")).toBe(
+        false,
+      );
+
+      const repo = new UsageRepository(server.app.db.dataSource);
+      expect(await repo.compactRollup()).toBeGreaterThan(0);
+      expect((await sql<{ n: number }>(shardRows))[0]!.n).toBe(0);
+      const [perKey] = await sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM (
+           SELECT 1 FROM usage_daily GROUP BY account_id, day, model, provider, media_type
+           HAVING count(*) > 1 AND day < (now() AT TIME ZONE 'UTC')::date) k`,
+      );
+      expect(perKey!.n).toBe(0);
+      const [drift] = await sql<{ n: number }>(ROLLUP_DRIFT);
+      expect(drift!.n).toBe(0);
+      expect((await report(adminViewer, DAY, NEXT, ["MODEL", "PROVIDER"])).rows).toEqual(
+        before.rows,
+      );
+      // Nothing left to do: a second pass removes nothing.
+      expect(await repo.compactRollup()).toBe(0);
     });
   });
 
