@@ -65,6 +65,8 @@ interface ProgramResult {
   sustained: Step | null;
   sustainedSteps: Step[];
   queued: number;
+  /** Of those, served from the cache (must be none: what is measured is accepting misses). */
+  hits: number;
 }
 
 /** The scenario as `npm run bench` runs it: this build, on a fresh database per program. */
@@ -119,6 +121,8 @@ interface Stack {
   generate: () => Promise<string | null>;
   trivial: () => Promise<string | null>;
   generations: () => Promise<number>;
+  /** Generations served from the cache. */
+  hits: () => Promise<number>;
   /** Resolves once the worker has no generation left to run (its backlog drained). */
   settled: () => Promise<void>;
   stop: () => Promise<void>;
@@ -156,6 +160,7 @@ async function measureAll(stacks: Stack[]): Promise<ProgramResult[]> {
       sustainedSteps: sustained.get(s)!,
       sustained: lastPassing(sustained.get(s)!),
       queued: await s.generations(),
+      hits: await s.hits(),
     });
   }
   return results;
@@ -223,8 +228,9 @@ async function startStack(ctx: BenchContext, program: Program, infra: Infra): Pr
           input: {
             userId: `user-${i % USERS}`,
             mediaType: "IMAGE",
-            // Distinct prompts (and so distinct cache keys): every request is a miss.
-            prompt: `a lighthouse on a cliff at dusk, study ${tag} number ${i}`,
+            // Distinct prompts, far enough apart that none is a semantic hit for another
+            // (prompts differing only by a number are): every request is a miss.
+            prompt: `${tag} ${i} ${randomBytes(4).toString("hex")} a lighthouse at dusk`,
             // Small images: the worker renders and checks each one on the same two cores, and
             // what is measured is accepting the request, not making the picture.
             width: 64,
@@ -245,6 +251,13 @@ async function startStack(ctx: BenchContext, program: Program, infra: Infra): Pr
       generate: () => post(generateBody(), (d) => d?.generate?.id),
       trivial: () => post(trivialBody, (d) => d?.__typename),
       generations: () => withPg(infra.databaseUrl, (pg) => countGenerations(pg)),
+      hits: () =>
+        withPg(infra.databaseUrl, async (pg) => {
+          const { rows } = await pg.query(
+            `SELECT count(*)::int AS n FROM generations WHERE cached`,
+          );
+          return (rows[0] as { n: number }).n;
+        }),
       settled: () => workerSettled(infra.databaseUrl),
       stop: stopStack,
     };
@@ -425,6 +438,11 @@ function report(results: ProgramResult[]): ScenarioReport {
         measure: `${who}highest \`generate\` rate with p99 < ${P99_BOUND_MS} ms`,
         result: `${r.sustained?.rate ?? 0}/s = ${ratioOf(r)} of the ceiling`,
         goal: "≥ 40% of the ceiling",
+      },
+      {
+        measure: `${who}generations stored / served from the cache`,
+        result: `${r.queued} / ${r.hits}`,
+        goal: "0 from the cache",
       },
     ];
   });
