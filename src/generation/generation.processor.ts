@@ -125,7 +125,7 @@ export class GenerationProcessor {
     if (!started) return;
     if (started.attempt === 1)
       this.metrics.queueWait(current.priority, generationElapsedMs(current) / 1000);
-    await this.publish("STARTED", started.generation);
+    for (const g of [started.generation, ...started.followers]) await this.publish("STARTED", g);
     const g = started.generation;
     const webhookUrl =
       adapter.supportsWebhooks && this.opts.webhookBaseUrl
@@ -253,7 +253,9 @@ export class GenerationProcessor {
         clampProgress(state.progress),
         next,
       );
-      if (moved) await this.publish("PROGRESS", moved);
+      if (moved) {
+        for (const g of [moved.generation, ...moved.followers]) await this.publish("PROGRESS", g);
+      }
       return schedule(state.pollAfterMs, true);
     }
     // What was just read serves the success path, which would otherwise read it again.

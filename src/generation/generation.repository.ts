@@ -1,10 +1,11 @@
-import type { DataSource, EntityManager } from "typeorm";
+import { In, type DataSource, type EntityManager } from "typeorm";
 import {
   AttemptEntity,
   GenerationEntity,
   UsageRecordEntity,
   type CacheHitInfo,
   type GenerationErrorInfo,
+  type GenerationStatus,
   type GenerationParams,
   type MediaType,
   type Priority,
@@ -527,11 +528,17 @@ export class GenerationRepository {
     // The share lock holds the running generation's finishing transaction back until this
     // one commits, so that transaction sees (and completes) the generation attached here.
     const [running] = (await m.query(
-      `SELECT id, prompt FROM generations
+      `SELECT id, prompt, status, progress, started_at FROM generations
         WHERE inflight_key = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')
         FOR SHARE`,
       [input.inflightKey],
-    )) as Array<{ id: string; prompt: string }>;
+    )) as Array<{
+      id: string;
+      prompt: string;
+      status: GenerationStatus;
+      progress: number;
+      started_at: Date | null;
+    }>;
     if (!running) {
       // A result Redis does not know (yet, or any more): served like an exact hit.
       const [done] = (await m.query(
@@ -562,8 +569,10 @@ export class GenerationRepository {
       inflightKey: null,
       inflightOf: running.id,
       endUserId,
-      status: "QUEUED",
-      progress: 0,
+      // Where the one it waits for is: its progress from now on is this one's too.
+      ...(running.status === "PROCESSING"
+        ? { status: "PROCESSING", progress: running.progress, startedAt: running.started_at }
+        : { status: "QUEUED", progress: 0 }),
       outputs: [],
       cached: true,
       cacheHit: {
@@ -644,7 +653,12 @@ export class GenerationRepository {
     id: string,
     provider: string,
     model: string,
-  ): Promise<{ generation: GenerationSnapshot; attempt: number } | null> {
+  ): Promise<{
+    generation: GenerationSnapshot;
+    attempt: number;
+    /** The requests attached to it, now PROCESSING with it. */
+    followers: GenerationSnapshot[];
+  } | null> {
     return this.db.transaction(async (m) => {
       const found = await this.load(m, id, { lock: true });
       if (!found) return null;
@@ -681,14 +695,24 @@ export class GenerationRepository {
         costUsd: null,
       });
       // The snapshot is the locked row with this change: what the database sets comes back.
+      // The requests attached to it start with it, in the same statement.
       const [[row]] = (await m.query(
-        `UPDATE generations
+        `WITH followers AS (
+           UPDATE generations
+              SET status = 'PROCESSING', started_at = COALESCE(started_at, now()),
+                  updated_at = now(), version = version + 1
+            WHERE inflight_of = $1 AND status IN ('QUEUED', 'PROCESSING')
+        RETURNING id)
+         UPDATE generations
             SET status = 'PROCESSING', provider = $2, started_at = COALESCE(started_at, now()),
                 updated_at = now(), version = version + 1
           WHERE id = $1
-      RETURNING started_at, updated_at, version`,
+      RETURNING started_at, updated_at, version, ARRAY(SELECT id FROM followers) AS followers`,
         [id, provider],
-      )) as [Array<{ started_at: Date; updated_at: Date; version: number }>, number];
+      )) as [
+        Array<{ started_at: Date; updated_at: Date; version: number; followers: string[] }>,
+        number,
+      ];
       Object.assign(g, {
         status: "PROCESSING",
         provider,
@@ -696,8 +720,19 @@ export class GenerationRepository {
         updatedAt: row!.updated_at,
         version: row!.version,
       });
-      return { generation: toSnapshot(g, [...attempts, started]), attempt: number };
+      return {
+        generation: toSnapshot(g, [...attempts, started]),
+        attempt: number,
+        followers: await this.snapshotsOf(m, row!.followers),
+      };
     });
+  }
+
+  /** Attached requests (no attempts of their own) as they are now; none read for none. */
+  private async snapshotsOf(m: EntityManager, ids: string[]): Promise<GenerationSnapshot[]> {
+    if (ids.length === 0) return [];
+    const rows = await m.getRepository(GenerationEntity).findBy({ id: In(ids) });
+    return rows.map((f) => toSnapshot(f, []));
   }
 
   async setProviderJob(
@@ -755,7 +790,7 @@ export class GenerationRepository {
     progress: number,
     /** The status check scheduled next, when this update comes from one. */
     pollJobId?: string,
-  ): Promise<GenerationSnapshot | null> {
+  ): Promise<{ generation: GenerationSnapshot; followers: GenerationSnapshot[] } | null> {
     return this.db.transaction(async (m) => {
       const locked = await this.lockRunning(m, id, attempt);
       if (!locked) return null;
@@ -770,12 +805,24 @@ export class GenerationRepository {
         await m.query(`UPDATE generations SET updated_at = now() WHERE id = $1`, [id]);
         return null;
       }
-      await m.query(
-        `UPDATE generations SET progress = $2, updated_at = now(), version = version + 1 WHERE id = $1`,
+      // The requests attached to it move with it, in the same statement.
+      const [[row]] = (await m.query(
+        `WITH followers AS (
+           UPDATE generations
+              SET status = 'PROCESSING', progress = $2, started_at = COALESCE(started_at, now()),
+                  updated_at = now(), version = version + 1
+            WHERE inflight_of = $1 AND status IN ('QUEUED', 'PROCESSING') AND progress < $2
+        RETURNING id)
+         UPDATE generations SET progress = $2, updated_at = now(), version = version + 1
+          WHERE id = $1
+      RETURNING ARRAY(SELECT id FROM followers) AS followers`,
         [id, progress],
-      );
+      )) as [Array<{ followers: string[] }>, number];
       const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
-      return this.withAttempts(m, fresh);
+      return {
+        generation: await this.withAttempts(m, fresh),
+        followers: await this.snapshotsOf(m, row!.followers),
+      };
     });
   }
 
@@ -1060,7 +1107,8 @@ export class GenerationRepository {
     await m.query(
       `UPDATE generations
           SET inflight_of = NULL, inflight_key = $2, cache_key = $3, cached = false,
-              cache_hit = NULL, updated_at = now(), version = version + 1
+              cache_hit = NULL, status = 'QUEUED', progress = 0, updated_at = now(),
+              version = version + 1
         WHERE id = $1`,
       [next.id, canceled.inflightKey, canceled.cacheKey],
     );
@@ -1068,7 +1116,8 @@ export class GenerationRepository {
       `UPDATE generations
           SET inflight_of = $2::uuid,
               cache_hit = jsonb_set(cache_hit, '{sourceGenerationId}', to_jsonb($2::text)),
-              updated_at = now(), version = version + 1
+              -- Where the one they now wait for is: its work starts over.
+              status = 'QUEUED', progress = 0, updated_at = now(), version = version + 1
         WHERE inflight_of = $1 AND status IN ('QUEUED', 'BATCHED', 'PROCESSING')`,
       [canceled.id, next.id],
     );

@@ -72,7 +72,10 @@ export class ProviderWebhookService {
     if (event.state.status === "queued" || event.state.status === "processing") {
       const progress = clampProgress(event.state.progress);
       const moved = await this.repo.touchProgress(generationId, number, progress);
-      if (moved) await this.events.publish("PROGRESS", moved);
+      if (moved) {
+        for (const g of [moved.generation, ...moved.followers])
+          await this.events.publish("PROGRESS", g);
+      }
       return "applied";
     }
     await this.queue.pollOnce(generationId, number);

@@ -477,6 +477,43 @@ describe("caching: exact, semantic and in flight", () => {
       expect((await get(follower.id)).error?.code).toBeTruthy();
     });
 
+    it("attached requests start and progress with the one they wait for", async () => {
+      const userId = "inflight-progress";
+      const i = { ...input("a slow aurora over the fjord [sim:latency=1500]"), userId };
+      const leader = await generate(i);
+      const follower = await generate(i, acme.key, apiOnly);
+      expect(follower.cacheHit?.kind).toBe("INFLIGHT");
+      const ws = wsClient(server.url, acme.key);
+      sockets.push(ws);
+      const watch = `subscription($id: ID!) {
+        generationUpdated(id: $id) { type generation { id status progress } }
+      }`;
+      const seen = { leader: [] as string[], follower: [] as string[] };
+      const recs = (["leader", "follower"] as const).map((who) => {
+        const rec = ws.subscribe(watch, { id: who === "leader" ? leader.id : follower.id });
+        return rec.until((m) => {
+          const e = m.generationUpdated as {
+            type: string;
+            generation: { status: string; progress: number };
+          };
+          seen[who].push(`${e.type} ${e.generation.status} ${e.generation.progress.toFixed(2)}`);
+          return e.generation.status === "SUCCEEDED";
+        });
+      });
+      await Promise.all(recs);
+      // Every progress the running one reported after the follower attached, the follower
+      // reported too, as PROCESSING, before its result.
+      const progress = (events: string[]) =>
+        events.filter((e) => e.startsWith("PROGRESS")).map((e) => e.split(" ")[2]);
+      expect(progress(seen.follower).length).toBeGreaterThan(0);
+      expect(progress(seen.follower)).toEqual(
+        progress(seen.leader).filter((p) => progress(seen.follower).includes(p)),
+      );
+      for (const e of seen.follower.filter((x) => x.startsWith("PROGRESS")))
+        expect(e).toMatch(/^PROGRESS PROCESSING 0\.\d\d$/);
+      expect(seen.follower.at(-1)).toBe("SUCCEEDED SUCCEEDED 1.00");
+    });
+
     it("canceling the running one hands the work to an attached request", async () => {
       const userId = "inflight-cancel";
       const ws = wsClient(server.url, acme.key);
