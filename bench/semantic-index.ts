@@ -32,7 +32,7 @@ import { loadConfig } from "../src/config";
 import type { MediaType } from "../src/entities/generation.entity";
 import { openDatabase } from "../src/infra/data-source";
 import { migrate } from "../src/infra/migrate";
-import { CACHE_PROMPTS, type CachePrompt } from "./data/cache-prompts";
+import { CACHE_PROMPTS, cumulative, mulberry32, type CachePrompt } from "./data/cache-prompts";
 import { withInfra } from "./lib/infra";
 import type { Measure, Scenario } from "./lib/scenario";
 import { ms, pct, ratio, summarize, type Summary } from "./lib/stats";
@@ -706,27 +706,4 @@ function shuffle<T>(items: readonly T[], random: () => number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
-}
-
-function cumulative<T>(items: readonly T[], weights: readonly number[]): (u: number) => T {
-  const total = weights.reduce((a, b) => a + b, 0);
-  const bounds: number[] = [];
-  let acc = 0;
-  for (const w of weights) bounds.push((acc += w / total));
-  return (u) => {
-    const i = bounds.findIndex((b) => u < b);
-    return items[i === -1 ? items.length - 1 : i]!;
-  };
-}
-
-/** A small seeded PRNG (Mulberry32): uniform in [0, 1), the same sequence for the same seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -95,6 +95,21 @@ export function add(table: string, key: string[]): string {
       ${SUMS.map((s) => `${s} = d.${s} + excluded.${s}`).join(", ")};`;
 }
 
+/** The trigger function: what to run for the rows a statement removed, and for those it added. */
+export function applyFunction(forOldRows: string, forNewRows: string): string {
+  return `
+    CREATE OR REPLACE FUNCTION usage_daily_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        ${forOldRows}
+      END IF;
+      IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        ${forNewRows}
+      END IF;
+      RETURN NULL;
+    END $$`;
+}
+
 export class UsageRollup1764320000001 implements MigrationInterface {
   name = "UsageRollup1764320000001";
 
@@ -137,17 +152,12 @@ export class UsageRollup1764320000001 implements MigrationInterface {
     // this they would scan every account's rows.
     await q.query(`CREATE INDEX usage_records_created_idx ON usage_records (created_at)`);
 
-    await q.query(`
-      CREATE FUNCTION usage_daily_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-          ${ROLLUPS.map((r) => subtract(r.table, r.key)).join("\n")}
-        END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-          ${ROLLUPS.map((r) => add(r.table, r.key)).join("\n")}
-        END IF;
-        RETURN NULL;
-      END $$`);
+    await q.query(
+      applyFunction(
+        ROLLUPS.map((r) => subtract(r.table, r.key)).join("\n"),
+        ROLLUPS.map((r) => add(r.table, r.key)).join("\n"),
+      ),
+    );
     await q.query(`
       CREATE TRIGGER usage_daily_on_insert AFTER INSERT ON usage_records
         REFERENCING NEW TABLE AS new_rows

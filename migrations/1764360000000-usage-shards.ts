@@ -1,5 +1,13 @@
 import type { MigrationInterface, QueryRunner } from "typeorm";
-import { ROLLUPS, SUMS, add, columns, grouped, subtract } from "./1764320000001-usage-rollup";
+import {
+  ROLLUPS,
+  SUMS,
+  add,
+  applyFunction,
+  columns,
+  grouped,
+  subtract,
+} from "./1764320000001-usage-rollup";
 
 /** Rows `usage_daily` may hold per key and day: writers pick one by their backend. */
 export const USAGE_SHARDS = 16;
@@ -39,19 +47,12 @@ export class UsageShards1764360000000 implements MigrationInterface {
       `CREATE INDEX usage_daily_unfolded ON usage_daily (day) WHERE shard <> 0 OR generations <= 0`,
     );
     const users = ROLLUPS.find((r) => r.table === "usage_daily_users")!;
-    await q.query(`
-      CREATE OR REPLACE FUNCTION usage_daily_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-          ${upsertIntoShard("old_rows", -1)}
-          ${subtract(users.table, users.key)}
-        END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-          ${upsertIntoShard("new_rows", 1)}
-          ${add(users.table, users.key)}
-        END IF;
-        RETURN NULL;
-      END $$`);
+    await q.query(
+      applyFunction(
+        `${upsertIntoShard("old_rows", -1)}\n${subtract(users.table, users.key)}`,
+        `${upsertIntoShard("new_rows", 1)}\n${add(users.table, users.key)}`,
+      ),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {
@@ -70,17 +71,12 @@ export class UsageShards1764360000000 implements MigrationInterface {
     await q.query(
       `INSERT INTO usage_daily (${columns(KEY)}) SELECT ${columns(KEY)} FROM usage_daily_folded`,
     );
-    await q.query(`
-      CREATE OR REPLACE FUNCTION usage_daily_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-          ${ROLLUPS.map((r) => subtract(r.table, r.key)).join("\n")}
-        END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
-          ${ROLLUPS.map((r) => add(r.table, r.key)).join("\n")}
-        END IF;
-        RETURN NULL;
-      END $$`);
+    await q.query(
+      applyFunction(
+        ROLLUPS.map((r) => subtract(r.table, r.key)).join("\n"),
+        ROLLUPS.map((r) => add(r.table, r.key)).join("\n"),
+      ),
+    );
   }
 }
 

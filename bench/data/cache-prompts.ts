@@ -964,7 +964,8 @@ export function replaySequence(opts: ReplayOptions = {}): ReplayRequest[] {
   });
 }
 
-function cumulative<T>(items: readonly T[], weights: readonly number[]): (u: number) => T {
+/** Picks from `items` by a uniform number in [0, 1), each with its share of `weights`. */
+export function cumulative<T>(items: readonly T[], weights: readonly number[]): (u: number) => T {
   const total = weights.reduce((a, b) => a + b, 0);
   const bounds: number[] = [];
   let acc = 0;
@@ -976,7 +977,7 @@ function cumulative<T>(items: readonly T[], weights: readonly number[]): (u: num
 }
 
 /** A small seeded PRNG (Mulberry32): uniform in [0, 1), the same sequence for the same seed. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
