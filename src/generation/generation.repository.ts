@@ -16,6 +16,7 @@ import {
 import { IdempotencyConflictError } from "../common/errors";
 import type { AlertRow, BudgetOwner, BudgetRepository } from "../cost/budget.repository";
 import { periodOf, WARNING_RATIO } from "../cost/budget.policy";
+import { EntityRows } from "../infra/entity-rows";
 import { toSnapshot, type GenerationSnapshot } from "./generation.events";
 
 /** Which generations a caller may see: one account (optionally one of its users), or all. */
@@ -96,6 +97,11 @@ const UNIQUE_VIOLATION = "23505";
 
 /** Every Postgres read and write of the generation lifecycle. */
 export class GenerationRepository {
+  private mappers?: {
+    generation: EntityRows<GenerationEntity>;
+    attempt: EntityRows<AttemptEntity>;
+  };
+
   constructor(
     private readonly db: DataSource,
     private readonly budgets: BudgetRepository,
@@ -818,9 +824,8 @@ export class GenerationRepository {
       RETURNING ARRAY(SELECT id FROM followers) AS followers`,
         [id, progress],
       )) as [Array<{ followers: string[] }>, number];
-      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return {
-        generation: await this.withAttempts(m, fresh),
+        generation: await this.current(m, id),
         followers: await this.snapshotsOf(m, row!.followers),
       };
     });
@@ -1043,9 +1048,8 @@ export class GenerationRepository {
         );
         await this.recordCallbacks(m, [id, ...ids], "FAILED");
       }
-      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
       return {
-        generation: await this.withAttempts(m, fresh),
+        generation: await this.current(m, id),
         followers: await this.snapshots(m, ids),
       };
     });
@@ -1084,8 +1088,7 @@ export class GenerationRepository {
       await this.budgets.settle(m, [{ id, costUsd: 0 }]);
       await this.recordCallbacks(m, [id], "CANCELED");
       const promoted = await this.promoteFollower(m, g);
-      const fresh = await m.getRepository(GenerationEntity).findOneByOrFail({ id });
-      return { generation: await this.withAttempts(m, fresh), running, promoted };
+      return { generation: await this.current(m, id), running, promoted };
     });
   }
 
@@ -1295,22 +1298,38 @@ export class GenerationRepository {
     id: string,
     opts: { lock?: boolean; scope?: AccessScope } = {},
   ): Promise<{ generation: GenerationEntity; attempts: AttemptEntity[] } | null> {
-    const qb = m
-      .getRepository(GenerationEntity)
-      .createQueryBuilder("g")
-      .leftJoinAndMapMany("g.attempts", AttemptEntity, "a", "a.generation_id = g.id")
-      .where("g.id = :id", { id })
-      .orderBy("a.number", "ASC");
     const { accountId, userId } = scopeWhere(opts.scope ?? {});
-    if (accountId) qb.andWhere("g.account_id = :accountId", { accountId });
-    if (userId !== undefined) qb.andWhere("g.user_id = :userId", { userId });
-    // Only the generation's row: an outer join's nullable side cannot be locked.
-    if (opts.lock) qb.setLock("pessimistic_write", undefined, ["g"]);
-    const g = (await qb.getOne()) as (GenerationEntity & { attempts?: AttemptEntity[] }) | null;
-    if (!g) return null;
-    const attempts = g.attempts ?? [];
-    delete g.attempts;
-    return { generation: g, attempts };
+    const params: unknown[] = [id];
+    let where = `g.id = $1`;
+    if (accountId) where += ` AND g.account_id = $${params.push(accountId)}`;
+    if (userId !== undefined) where += ` AND g.user_id = $${params.push(userId)}`;
+    const rows = (await m.query(
+      `SELECT ${this.rows().generation.select("g")}, ${this.rows().attempt.select("a")}
+         FROM generations g LEFT JOIN attempts a ON a.generation_id = g.id
+        WHERE ${where}
+        ORDER BY a.number
+        ${opts.lock ? "FOR UPDATE OF g" : ""}`,
+      params,
+    )) as Array<Record<string, unknown>>;
+    const first = rows[0];
+    if (!first) return null;
+    const attempts: AttemptEntity[] = [];
+    for (const row of rows) {
+      const a = this.rows().attempt.from(row);
+      if (a) attempts.push(a);
+    }
+    return { generation: this.rows().generation.from(first)!, attempts };
+  }
+
+  /** Row mappers of the statements written out here (made once, on first use). */
+  private rows(): {
+    generation: EntityRows<GenerationEntity>;
+    attempt: EntityRows<AttemptEntity>;
+  } {
+    return (this.mappers ??= {
+      generation: new EntityRows(this.db, GenerationEntity, "g"),
+      attempt: new EntityRows(this.db, AttemptEntity, "a"),
+    });
   }
 
   private async lock(m: EntityManager, id: string): Promise<GenerationEntity | null> {
@@ -1320,6 +1339,13 @@ export class GenerationRepository {
       .setLock("pessimistic_write")
       .where("g.id = :id", { id })
       .getOne();
+  }
+
+  /** A generation as its transaction sees it now: the row and its attempts in one statement. */
+  private async current(m: EntityManager, id: string): Promise<GenerationSnapshot> {
+    const found = await this.load(m, id);
+    if (!found) throw new Error(`generation ${id} is gone within its own transaction`);
+    return toSnapshot(found.generation, found.attempts);
   }
 
   private async withAttempts(m: EntityManager, g: GenerationEntity): Promise<GenerationSnapshot> {
