@@ -8,6 +8,14 @@ import pg from "pg";
  */
 export const UNPREPARED = "/* unprepared */";
 
+/**
+ * A star expansion (`SELECT *`, `g.*`, `RETURNING *`): its result columns are the table's at the
+ * time it was prepared, and once a migration adds one Postgres refuses every later execution
+ * ("cached plan must not change result type") until the statement is dropped. Such statements
+ * go unnamed; those that name their columns are planned again by Postgres when a table changes.
+ */
+const STAR_EXPANSION = /(?:\bSELECT|\bRETURNING|\.)\s*\*/i;
+
 /** Named statements a connection keeps at most; statements beyond them are sent unnamed. */
 export const MAX_PREPARED_PER_CONNECTION = 200;
 
@@ -29,7 +37,7 @@ function nameOf(text: string): string {
  * Postgres parses and analyses it once per connection instead of on every execution, and after
  * five executions may keep a generic plan (when its estimated cost is no worse than the plans
  * made for the values), which saves the planning too. Statements without parameters (BEGIN,
- * COMMIT, DDL) go as before, and so do those marked UNPREPARED. A name is the hash of the
+ * COMMIT, DDL) go as before, and so do those marked UNPREPARED and star expansions. A name is the hash of the
  * text, so it is the same on every connection and can never name two texts.
  *
  * Prepared statements are per connection: behind PgBouncer in transaction mode they need
@@ -46,7 +54,8 @@ export class PreparingClient extends pg.Client {
       typeof config === "string" &&
       Array.isArray(values) &&
       values.length > 0 &&
-      !config.includes(UNPREPARED)
+      !config.includes(UNPREPARED) &&
+      !STAR_EXPANSION.test(config)
     ) {
       const name = nameOf(config);
       if (this.named.has(name) || this.named.size < MAX_PREPARED_PER_CONNECTION) {

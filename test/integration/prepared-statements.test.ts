@@ -96,4 +96,27 @@ describe("prepared statements", () => {
     await runner.query("ALTER TABLE replanned ADD COLUMN b int");
     expect(await runner.query(sql, [1])).toEqual([{ a: 1 }]);
   });
+
+  it("sends star expansions unnamed, so a column added by a migration cannot break them", async () => {
+    const runner = await connection();
+    await runner.query("CREATE TABLE widened (a int)");
+    await runner.query("INSERT INTO widened VALUES (1)");
+    const star = [
+      "SELECT * FROM widened WHERE a = $1",
+      "SELECT w.* FROM widened w WHERE w.a = $1",
+      "UPDATE widened SET a = a WHERE a = $1 RETURNING *",
+    ];
+    for (const sql of star) await runner.query(sql, [1]);
+    await runner.query("ALTER TABLE widened ADD COLUMN b int");
+    for (const sql of star) {
+      const result = (await runner.query(sql, [1])) as unknown[];
+      // An UPDATE comes back as [rows, count].
+      const rows = Array.isArray(result[0]) ? result[0] : result;
+      expect(rows).toEqual([{ a: 1, b: null }]);
+    }
+    expect(await prepared(runner)).toEqual([]);
+    // count(*) is no expansion: prepared.
+    await runner.query("SELECT count(*)::int AS n FROM widened WHERE a = $1", [1]);
+    expect(await prepared(runner)).toHaveLength(1);
+  });
 });
