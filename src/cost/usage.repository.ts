@@ -217,15 +217,11 @@ export class UsageRepository {
            INSERT INTO usage_daily AS d (account_id, day, model, provider, media_type, shard,
                                          ${ROLLUP_SUMS})
            SELECT account_id, day, model, provider, media_type, 0,
-                  ${ROLLUP_SUMS.split(",")
-                    .map((c) => `sum(${c.trim()})`)
-                    .join(", ")}
+                  ${SUM_COLUMNS.map((c) => `sum(${c})`).join(", ")}
              FROM moved GROUP BY account_id, day, model, provider, media_type
             ORDER BY account_id, day, model, provider, media_type
            ON CONFLICT (account_id, day, model, provider, media_type, shard) DO UPDATE SET
-             ${ROLLUP_SUMS.split(",")
-               .map((c) => `${c.trim()} = d.${c.trim()} + excluded.${c.trim()}`)
-               .join(", ")})
+             ${SUM_COLUMNS.map((c) => `${c} = d.${c} + excluded.${c}`).join(", ")})
          SELECT count(*)::int AS n FROM moved`,
       )) as Array<{ n: number }>;
       const [dropped] = (await m.query(
@@ -268,10 +264,9 @@ export class UsageRepository {
 
 /** The rollup's key columns, in the order writers lock its rows. */
 const ROLLUP_KEY_ORDER = "account_id, day, model, provider, media_type, shard";
+const SUM_COLUMNS = ROLLUP_SUMS.split(",").map((c) => c.trim());
 /** Sums that are all zero: a row that adds nothing. */
-const ALL_ZERO = ROLLUP_SUMS.split(",")
-  .map((c) => `${c.trim()} = 0`)
-  .join(" AND ");
+const ALL_ZERO = SUM_COLUMNS.map((c) => `${c} = 0`).join(" AND ");
 
 function totalsOf(r: SumsRow): UsageTotals {
   return {

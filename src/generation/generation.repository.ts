@@ -1,4 +1,4 @@
-import { In, type DataSource, type EntityManager } from "typeorm";
+import type { DataSource, EntityManager } from "typeorm";
 import {
   AttemptEntity,
   GenerationEntity,
@@ -97,17 +97,19 @@ const UNIQUE_VIOLATION = "23505";
 
 /** Every Postgres read and write of the generation lifecycle. */
 export class GenerationRepository {
-  private mappers?: {
-    generation: EntityRows<GenerationEntity>;
-    attempt: EntityRows<AttemptEntity>;
-  };
+  /** Row mappers of the statements written out here (`load`). */
+  private readonly generationRows: EntityRows<GenerationEntity>;
+  private readonly attemptRows: EntityRows<AttemptEntity>;
 
   constructor(
     private readonly db: DataSource,
     private readonly budgets: BudgetRepository,
     /** The tier of an end user seen for the first time. */
     private readonly defaultTier: Tier = "PRO",
-  ) {}
+  ) {
+    this.generationRows = new EntityRows(db, GenerationEntity, "g");
+    this.attemptRows = new EntityRows(db, AttemptEntity, "a");
+  }
 
   async findSnapshot(id: string, scope: AccessScope = {}): Promise<GenerationSnapshot | null> {
     const found = await this.load(this.db.manager, id, { scope });
@@ -729,16 +731,9 @@ export class GenerationRepository {
       return {
         generation: toSnapshot(g, [...attempts, started]),
         attempt: number,
-        followers: await this.snapshotsOf(m, row!.followers),
+        followers: await this.snapshots(m, row!.followers),
       };
     });
-  }
-
-  /** Attached requests (no attempts of their own) as they are now; none read for none. */
-  private async snapshotsOf(m: EntityManager, ids: string[]): Promise<GenerationSnapshot[]> {
-    if (ids.length === 0) return [];
-    const rows = await m.getRepository(GenerationEntity).findBy({ id: In(ids) });
-    return rows.map((f) => toSnapshot(f, []));
   }
 
   async setProviderJob(
@@ -826,7 +821,7 @@ export class GenerationRepository {
       )) as [Array<{ followers: string[] }>, number];
       return {
         generation: await this.current(m, id),
-        followers: await this.snapshotsOf(m, row!.followers),
+        followers: await this.snapshots(m, row!.followers),
       };
     });
   }
@@ -1304,7 +1299,7 @@ export class GenerationRepository {
     if (accountId) where += ` AND g.account_id = $${params.push(accountId)}`;
     if (userId !== undefined) where += ` AND g.user_id = $${params.push(userId)}`;
     const rows = (await m.query(
-      `SELECT ${this.rows().generation.select("g")}, ${this.rows().attempt.select("a")}
+      `SELECT ${this.generationRows.select("g")}, ${this.attemptRows.select("a")}
          FROM generations g LEFT JOIN attempts a ON a.generation_id = g.id
         WHERE ${where}
         ORDER BY a.number
@@ -1315,21 +1310,10 @@ export class GenerationRepository {
     if (!first) return null;
     const attempts: AttemptEntity[] = [];
     for (const row of rows) {
-      const a = this.rows().attempt.from(row);
+      const a = this.attemptRows.from(row);
       if (a) attempts.push(a);
     }
-    return { generation: this.rows().generation.from(first)!, attempts };
-  }
-
-  /** Row mappers of the statements written out here (made once, on first use). */
-  private rows(): {
-    generation: EntityRows<GenerationEntity>;
-    attempt: EntityRows<AttemptEntity>;
-  } {
-    return (this.mappers ??= {
-      generation: new EntityRows(this.db, GenerationEntity, "g"),
-      attempt: new EntityRows(this.db, AttemptEntity, "a"),
-    });
+    return { generation: this.generationRows.from(first)!, attempts };
   }
 
   private async lock(m: EntityManager, id: string): Promise<GenerationEntity | null> {

@@ -19,14 +19,17 @@ const STAR_EXPANSION = /(?:\bSELECT|\bRETURNING|\.)\s*\*/i;
 /** Named statements a connection keeps at most; statements beyond them are sent unnamed. */
 export const MAX_PREPARED_PER_CONNECTION = 200;
 
-/** Statement texts whose names are remembered (hashing a text once, not on every query). */
+/** Each statement text's name, or null for one sent unnamed (decided once per text). */
 const MAX_NAMED_TEXTS = 2_000;
-const names = new Map<string, string>();
+const names = new Map<string, string | null>();
 
-function nameOf(text: string): string {
+function nameOf(text: string): string | null {
   let name = names.get(text);
   if (name === undefined) {
-    name = `gg_${createHash("sha1").update(text).digest("base64url").slice(0, 20)}`;
+    name =
+      text.includes(UNPREPARED) || STAR_EXPANSION.test(text)
+        ? null
+        : `gg_${createHash("sha1").update(text).digest("base64url").slice(0, 20)}`;
     if (names.size < MAX_NAMED_TEXTS) names.set(text, name);
   }
   return name;
@@ -37,8 +40,8 @@ function nameOf(text: string): string {
  * Postgres parses and analyses it once per connection instead of on every execution, and after
  * five executions may keep a generic plan (when its estimated cost is no worse than the plans
  * made for the values), which saves the planning too. Statements without parameters (BEGIN,
- * COMMIT, DDL) go as before, and so do those marked UNPREPARED and star expansions. A name is the hash of the
- * text, so it is the same on every connection and can never name two texts.
+ * COMMIT, DDL) go as before, and so do those marked UNPREPARED and star expansions. A name is
+ * the hash of the text, so it is the same on every connection and can never name two texts.
  *
  * Prepared statements are per connection: behind PgBouncer in transaction mode they need
  * PgBouncer 1.21 or later with `max_prepared_statements` set, or DB_PREPARED_STATEMENTS=false.
@@ -50,15 +53,9 @@ export class PreparingClient extends pg.Client {
   // Declared `never` to fit every overload: the pool calls it through pg.Client's signatures.
   override query(...args: unknown[]): never {
     const [config, values] = args as [unknown, unknown];
-    if (
-      typeof config === "string" &&
-      Array.isArray(values) &&
-      values.length > 0 &&
-      !config.includes(UNPREPARED) &&
-      !STAR_EXPANSION.test(config)
-    ) {
+    if (typeof config === "string" && Array.isArray(values) && values.length > 0) {
       const name = nameOf(config);
-      if (this.named.has(name) || this.named.size < MAX_PREPARED_PER_CONNECTION) {
+      if (name && (this.named.has(name) || this.named.size < MAX_PREPARED_PER_CONNECTION)) {
         this.named.add(name);
         return (super.query as (...a: unknown[]) => never)(
           { name, text: config, values },
